@@ -1,0 +1,59 @@
+"""`mimo-lite`: the kit's command line. Each sub-command calls the same function a notebook calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .notebook import repo_root, runs_dir
+from .profile import load_profile
+
+
+def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | None = None,
+                  notebooks_dir: str | Path | None = None) -> list[Path]:
+    """Execute the notebooks in order with papermill; executed copies go to runs/<profile>/notebooks/."""
+    import papermill
+
+    load_profile(profile)   # fail early, with the profile's own message
+    folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
+    if not notebooks:
+        raise SystemExit(f"No notebooks found in {folder} (selection {only}): run from the kit's "
+                         f"checkout or pass --notebooks DIR.")
+    out = runs_dir(profile, runs_root) / "notebooks"
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    for nb in notebooks:
+        t0 = time.time()
+        print(f"[mimo-lite] {nb.stem} at profile {profile!r} ...", flush=True)
+        params = {"profile": profile}
+        if runs_root:
+            params["runs_root"] = str(runs_root)
+        papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
+                                   cwd=str(folder), kernel_name="python3", progress_bar=False)
+        print(f"[mimo-lite] {nb.stem} done in {time.time() - t0:.0f} s -> {out / nb.name}", flush=True)
+        done.append(out / nb.name)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mimo-lite", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("notebooks", help="execute the notebooks at a profile")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 03 05")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "notebooks":
+            run_notebooks(args.profile, args.only, args.runs)
+    except ValueError as err:        # config and profile errors: one sentence, no traceback
+        sys.exit(f"mimo-lite: {err}")
+
+
+if __name__ == "__main__":
+    main()
