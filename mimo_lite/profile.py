@@ -7,6 +7,7 @@ Each stage owns one section; a section's fields and defaults live in its datacla
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,16 +72,17 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def _build(cls, raw: dict, where: str):
     """Dataclass from a dict, refusing unknown keys so that a typo never passes silently."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = typing.get_type_hints(cls)
     unknown = set(raw) - set(fields)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in section "
                          f"{cls.__name__}; allowed keys are {sorted(fields)}.")
     kwargs = {}
     for key, value in raw.items():
-        ftype = fields[key].type
-        sub = _SECTIONS.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
-        kwargs[key] = _build(sub, value or {}, f"{where}:{key}") if sub else value
+        section = types[key]
+        if dataclasses.is_dataclass(section):   # a nested section: build it the same way
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{where}: section {key!r} must be a mapping, got {value!r}.")
+            value = _build(section, value or {}, f"{where}:{key}")
+        kwargs[key] = value
     return cls(**kwargs)
-
-
-_SECTIONS = {"ModelSection": ModelSection}

@@ -1,0 +1,28 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory) -> Path:
+    """One runs/ root for the whole session, so notebooks can reuse what earlier ones built."""
+    return Path(os.environ.get("MIMO_LITE_TEST_RUNS") or tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="session")
+def run_notebook(smoke_runs):
+    """run_notebook("03") executes notebooks/03_*.ipynb at the smoke profile; returns its records."""
+    from mimo_lite.cli import run_notebooks
+
+    def run(prefix: str) -> dict:
+        [executed] = run_notebooks("smoke", only=[prefix], runs_root=str(smoke_runs),
+                                   notebooks_dir=NOTEBOOKS)
+        return json.loads(executed.with_suffix(".json").read_text())
+
+    return run
