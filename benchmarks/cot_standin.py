@@ -37,7 +37,7 @@ class CharTokenizer:
         symbols = list(SPECIALS) + sorted(set(CHARS))
         self.ids = {s: i for i, s in enumerate(symbols)}
         self.symbols = symbols
-        self.pad_id, self.eos_id = self.ids["<pad>"], self.ids["<eos>"]
+        self.pad_token_id, self.eos_token_id = self.ids["<pad>"], self.ids["<eos>"]
         self._split = re.compile("|".join(re.escape(s) for s in SPECIALS) + "|.", re.S)
 
     def __len__(self) -> int:
@@ -48,7 +48,7 @@ class CharTokenizer:
 
     def decode(self, ids) -> str:
         return "".join(self.symbols[i] if i < len(self.symbols) else "?" for i in ids
-                       if i != self.pad_id)
+                       if i != self.pad_token_id)
 
 
 def problem(rng: random.Random) -> tuple[str, str, int]:
@@ -83,7 +83,7 @@ def batch(rng: random.Random, n: int, tokenizer: CharTokenizer):
         p, c, _ = problem(rng)
         rows.append((tokenizer.encode(p), tokenizer.encode(c)))
     width = max(len(p) + len(c) for p, c in rows)
-    ids = torch.full((n, width), tokenizer.pad_id)
+    ids = torch.full((n, width), tokenizer.pad_token_id)
     labels = torch.full((n, width), -100)
     for i, (p, c) in enumerate(rows):
         ids[i, :len(p) + len(c)] = torch.tensor(p + c)

@@ -28,12 +28,26 @@ class ModelSection:
 
 
 @dataclass
+class InferenceSection:
+    """Notebook 05: KV cache, continuous batching, MTP speculative decoding."""
+    num_prompts: int = 64           # held-out reasoning prompts behind the acceptance figures
+    max_new_tokens: int = 64        # room for a whole answer with its chain of thought
+    batch_size: int = 32            # rows decoded together in the batched measurements
+    timing_tokens: int = 128        # tokens timed with and without the KV cache
+    mtp_layers: int = 3             # MTP layers at inference: 1 trained + 2 copies (report §2.2)
+    mtp_finetune_steps: int = 200   # steps that fine-tune the copies (main model, layer 1 frozen)
+    mtp_finetune_batch: int = 32    # sequences per fine-tuning step
+    mtp_finetune_lr: float = 1e-3
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
     device: str = "cpu"          # "cpu", "cuda", or "auto" (cuda when available)
     dtype: str = "float32"       # training/inference dtype on that device ("bfloat16" on GPU)
     model: ModelSection = field(default_factory=ModelSection)
+    inference: InferenceSection = field(default_factory=InferenceSection)
 
     @property
     def torch_device(self):

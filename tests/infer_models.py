@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 
+import pytest
 import torch
 
 from mimo_lite import MiMoForCausalLM, preset
@@ -55,3 +56,12 @@ def drafting_model(mtp_layers: int = 3, noise: float = 3.0) -> MiMoForCausalLM:
             if p.dim() > 1:
                 p.add_(noise * p.std() * torch.randn(p.shape, generator=g))
     return blurred
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Decode-sized tensors run faster on one thread than they pay for waking a second one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

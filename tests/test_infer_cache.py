@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from infer_models import random_model
+from infer_models import one_thread, random_model  # noqa: F401  (one_thread: autouse fixture)
 from mimo_lite import preset
 from mimo_lite.infer import KVCache, SamplingParams, generate, kv_bytes_per_token
 

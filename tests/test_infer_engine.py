@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from infer_models import random_model
+from infer_models import one_thread, random_model  # noqa: F401  (one_thread: autouse fixture)
 from mimo_lite.infer import Engine, SamplingParams, generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

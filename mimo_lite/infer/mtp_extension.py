@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -91,3 +92,24 @@ def finetune_new_mtp_layers(model: MiMoForCausalLM,
         for p, flag in was_trainable.items():
             p.requires_grad_(flag)
     return history
+
+
+def completion_batches(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                       batch_size: int, seed: int = 0, pad_token_id: int = 0,
+                       device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (input_ids, labels) batches of prompt + completion, right-padded.
+
+    Labels are -100 on the prompt and the padding, so every loss counts completion tokens only:
+    the tokens the drafts will have to guess.
+    """
+    rng = random.Random(seed)
+    pairs = [(list(p), list(c)) for p, c in zip(prompts, completions)]
+    while True:
+        chosen = rng.sample(pairs, min(batch_size, len(pairs)))
+        width = max(len(p) + len(c) for p, c in chosen)
+        ids = torch.full((len(chosen), width), pad_token_id)
+        labels = torch.full((len(chosen), width), -100)
+        for i, (p, c) in enumerate(chosen):
+            ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+            labels[i, len(p):len(p) + len(c)] = torch.tensor(c)
+        yield ids.to(device), labels.to(device)

@@ -117,13 +117,13 @@ def _draft(model, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, 
     z = hidden[None]                                            # (1, T, D)
     window = cache.window(s, T)
     mask = window.causal_mask(torch.bool)
+    cos, sin = m.rope(torch.arange(s + 1, n + num_draft, device=z.device)[None], z.dtype)
     drafts, q = [], []
     for k, layer in enumerate(m.mtp_layers[:num_draft]):
         tokens = (known + drafts)[k:k + T]                      # x_{t+k+1}, t = s..n-1
         embeds = m.embed_tokens(torch.tensor([tokens], device=z.device))
-        positions = torch.arange(s + k + 1, n + k + 1, device=z.device)[None]
-        cos, sin = m.rope(positions, z.dtype)
-        z = layer(z, embeds, cos, sin, mask, window)            # its slot: L + k
+        rope = cos[:, k:k + T], sin[:, k:k + T]                 # positions t+k+1
+        z = layer(z, embeds, *rope, mask, window)               # its slot: L + k
         logits = model.lm_head(layer.final_layernorm(z[:, -1]))  # (1, V)
         if params.greedy:
             drafts.append(logits.argmax(-1).item())
