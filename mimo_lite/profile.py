@@ -33,7 +33,7 @@ class InferenceSection:
     num_prompts: int = 64           # held-out reasoning prompts behind the acceptance figures
     max_new_tokens: int = 64        # room for a whole answer with its chain of thought
     batch_size: int = 32            # rows decoded together in the batched measurements
-    timing_tokens: int = 128        # tokens timed with and without the KV cache
+    timing_tokens: int = 512        # tokens timed with and without the KV cache
     mtp_layers: int = 3             # MTP layers at inference: 1 trained + 2 copies (report §2.2)
     mtp_finetune_steps: int = 200   # steps that fine-tune the copies (main model, layer 1 frozen)
     mtp_finetune_batch: int = 32    # sequences per fine-tuning step

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 
 from ..config import MiMoConfig
-from ..model import attention_bias_mask
 
 
 def kv_bytes_per_token(config: MiMoConfig, bytes_per_number: int, include_mtp: bool = True) -> int:
@@ -71,10 +70,9 @@ class KVCache:
 class CacheWindow:
     """Rows `rows` of a KVCache, each writing `num_new` entries from column `start`.
 
-    With an int `start` (every row equally long) the keys are the plain slice [0, start+num_new)
-    and the model builds its own causal mask, or none at all for a single new token. With a
-    tensor `start`, `position_ids` and `attention_mask` give each row its own positions and hide
-    the columns beyond its length; pass both to the model.
+    With an int `start` (every row equally long) the keys are the plain slice [0, start+num_new);
+    with a tensor `start` each row has its own positions. `position_ids` and `attention_mask`
+    (None when plain causal attention is right) describe the new tokens: pass both to the model.
     """
 
     def __init__(self, cache: KVCache, rows: slice, start, num_new: int, span: int | None):
@@ -86,23 +84,25 @@ class CacheWindow:
         if self.span > cache.max_length:
             raise ValueError(f"The KV cache holds {cache.max_length} tokens per row but this step "
                              f"needs {self.span}: allocate a longer cache (max_length).")
-        self.position_ids = self.attention_mask = None
+        self.attention_mask = None
+        device = cache.k.device
+        offsets = torch.arange(num_new, device=device)
         if not self.uniform:
-            offsets = torch.arange(num_new, device=start.device)
-            self.position_ids = start[:, None] + offsets                        # (B, T)
-            columns = torch.arange(self.span, device=start.device)
+            self.position_ids = start[:, None] + offsets                          # (B, T)
             # row b's query t (position start_b + t) sees its own columns 0 .. start_b + t
+            columns = torch.arange(self.span, device=device)
             self.attention_mask = columns <= self.position_ids[:, None, :, None]  # (B, 1, T, S)
-            self._row_index = torch.arange(start.shape[0], device=start.device)[:, None]
+            self._row_index = torch.arange(start.shape[0], device=device)[:, None]
+            return
+        self.position_ids = (start + offsets)[None]                               # (1, T)
+        if start > 0 and num_new > 1:
+            # several new tokens after a cached prefix: query t sees columns 0 .. start + t
+            columns = torch.arange(self.span, device=device)
+            self.attention_mask = (columns <= self.position_ids[0, :, None])[None, None]  # (1, 1, T, S)
+        # else: one new token sees every column, or an empty prefix needs plain causal attention
 
     def get_seq_length(self) -> int:
         return self.span - self.num_new
-
-    def causal_mask(self, dtype: torch.dtype) -> torch.Tensor | None:
-        """The mask a layer called directly (the MTP layers) needs for this window."""
-        if self.attention_mask is not None:
-            return self.attention_mask
-        return attention_bias_mask(None, self.num_new, self.start, dtype)
 
     def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int):
         """Write the new k, v (B, K, T, d) and return all keys and values to attend, (B, K, S, d)."""

@@ -116,14 +116,13 @@ def _draft(model, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, 
     known = seq[s + 1:n + 1]                                    # x_{s+1} .. x_n
     z = hidden[None]                                            # (1, T, D)
     window = cache.window(s, T)
-    mask = window.causal_mask(torch.bool)
     cos, sin = m.rope(torch.arange(s + 1, n + num_draft, device=z.device)[None], z.dtype)
     drafts, q = [], []
     for k, layer in enumerate(m.mtp_layers[:num_draft]):
         tokens = (known + drafts)[k:k + T]                      # x_{t+k+1}, t = s..n-1
         embeds = m.embed_tokens(torch.tensor([tokens], device=z.device))
         rope = cos[:, k:k + T], sin[:, k:k + T]                 # positions t+k+1
-        z = layer(z, embeds, *rope, mask, window)               # its slot: L + k
+        z = layer(z, embeds, *rope, window.attention_mask, window)   # its slot: L + k
         logits = model.lm_head(layer.final_layernorm(z[:, -1]))  # (1, V)
         if params.greedy:
             drafts.append(logits.argmax(-1).item())
@@ -182,7 +181,8 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
     while not done:
         drafts, q = _draft(model, cache, hidden, seq, s, n, K, params, generator)
         ids = torch.tensor([[seq[n]] + drafts], device=device)
-        h = model.model(ids, cache=cache.window(n, K + 1))[0]                 # (K+1, D)
+        window = cache.window(n, K + 1)
+        h = model.model(ids, window.position_ids, window.attention_mask, window)[0]  # (K+1, D)
         logits = model.lm_head(model.model.norm(h))                           # (K+1, V)
         p = logits if params.greedy else probabilities(logits, params)
         a, token = accept_drafts(p, drafts, q, params.greedy, generator)
