@@ -63,7 +63,9 @@ def near_duplicates(texts: list[str], threshold: float = THRESHOLD, num_perm: in
     """
     todo = [i for i in range(len(texts)) if not (skip and skip[i])]
     sigs = dict(zip(todo, signatures([texts[i] for i in todo], num_perm)))
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # Bands favour recall (J = 0.86 is a candidate 99.9% of the time); candidates are confirmed
+    # with the MinHash estimate, so extra candidates cost only a comparison.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.2, 0.8))
     out: list[int | None] = [None] * len(texts)
     for i in todo:
         # LSH returns candidates likely above the threshold; confirm with the MinHash estimate.

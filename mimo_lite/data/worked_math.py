@@ -161,6 +161,7 @@ def fraction_product(rng: random.Random) -> Worked:
     g = math.gcd(a * c, b * d)
     if g > 1:
         steps.append(f"Simplify {a * c}/{b * d} by dividing by {g}: {_slash(product)}.")
+    steps.append(f"So {a}/{b} × {c}/{d} = {_slash(product)}.")
     return Worked("fraction_product", q.format(a=a, b=b, c=c, d=d), steps, product,
                   f"{_slash(product)} ÷ {c}/{d} = {_slash(Fraction(a, b))}")
 
