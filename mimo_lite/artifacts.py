@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 MARKER = "BUILD.json"
@@ -37,24 +38,26 @@ def current(folder: Path, digest: str) -> bool:
 
 
 def build_info(folder: Path) -> dict:
-    """The BUILD.json of a complete build (fingerprint, seconds, and what the builder added)."""
+    """The BUILD.json of a complete build: fingerprint, seconds it took, what the builder added."""
     return json.loads((Path(folder) / MARKER).read_text())
 
 
 @contextlib.contextmanager
 def building(folder: Path, digest: str, **info):
-    """Yield a scratch folder; on success it replaces `folder`, stamped with `digest` and `info`.
+    """Yield a scratch folder; on success it replaces `folder`, stamped with `digest`, the
+    build's duration in seconds, and `info`.
 
-    with building(path, digest, seconds=...) as tmp: write into tmp
+    with building(path, digest) as tmp: write into tmp
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    t0 = time.perf_counter()
     try:
         yield tmp
-        marker = {"fingerprint": digest, **info}
+        marker = {"fingerprint": digest, "seconds": round(time.perf_counter() - t0, 2), **info}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2, default=str))
         old = folder.parent / f".{folder.name}.old-{os.getpid()}"
         if folder.exists():

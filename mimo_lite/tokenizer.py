@@ -101,7 +101,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
 def bytes_per_token(tokenizer, texts: list[str]) -> float:
     """Compression: UTF-8 bytes of `texts` per token the tokenizer spends on them."""
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    n_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    n_tokens = sum(len(ids) for ids in encoded)
     return n_bytes / max(n_tokens, 1)
 
 

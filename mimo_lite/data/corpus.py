@@ -163,10 +163,8 @@ def ensure_corpus(profile, runs_root: str | Path | None = None) -> Corpus:
     digest = fingerprint("corpus", profile.data, profile.seed, sys.version_info[:2], _code_digest())
     if not current(folder, digest):
         print(f"[mimo-lite] building the {profile.name} corpus -> {folder}", flush=True)
-        t0 = time.perf_counter()
-        splits, report = build(profile.data, profile.seed)
-        report["seconds"]["total"] = time.perf_counter() - t0
         with building(folder, digest) as tmp, quiet_datasets():
+            splits, report = build(profile.data, profile.seed)
             splits.save_to_disk(str(tmp / "documents"))
             write_json(tmp / "report.json", report)
     return Corpus(folder, digest, load_from_disk(str(folder / "documents")),

@@ -105,6 +105,17 @@ def deduplicate(docs: list[dict], threshold: float = THRESHOLD) -> tuple[list[di
                                       for d, n in zip(docs, near)),
         "examples": [{"removed": docs[i]["text"][:300], "kept": docs[j]["text"][:300],
                       "source": docs[i]["source"], "planted": docs[i]["planted"]}
-                     for i, j in [(i, n) for i, n in enumerate(near) if n is not None][:8]],
+                     for i, j in _first_per_source(docs, near)],
     }
     return kept, report
+
+
+def _first_per_source(docs: list[dict], near: list[int | None]) -> list[tuple[int, int]]:
+    """One (removed, kept) near-duplicate pair per source and planting, to look at."""
+    seen, pairs = set(), []
+    for i, j in enumerate(near):
+        key = (docs[i]["source"], docs[i]["planted"])
+        if j is not None and key not in seen:
+            seen.add(key)
+            pairs.append((i, j))
+    return pairs

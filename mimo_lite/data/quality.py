@@ -32,8 +32,10 @@ def too_short(text: str) -> bool:
 
 
 def paragraphs_without_punctuation(text: str) -> bool:
-    """Fewer than half of the paragraphs end in terminal punctuation (C4 keeps only such lines;
-    applied to paragraphs, since wrapped prose breaks its sentences across lines)."""
+    """Under half of the paragraphs end in terminal punctuation (C4's line rule, by paragraph).
+
+    C4 keeps only lines that end like sentences; applied to paragraphs here, since wrapped prose
+    breaks its sentences across lines."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     return sum(p.endswith((".", "!", "?", '"', ":")) for p in paragraphs) < 0.5 * len(paragraphs)
 

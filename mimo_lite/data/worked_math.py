@@ -248,7 +248,8 @@ def linear_equation(rng: random.Random) -> Worked:
         steps.append(f"Divide both sides by {a}: {var} = {_slash(x)}.")
     if not steps:
         steps.append(f"{var} = {_slash(x)}.")
-    check = f"{a} × {_slash(x)} {'-' if b < 0 else '+'} {abs(b)} = {_slash(a * x + b)}"
+    shown = f"({_slash(x)})" if x < 0 else _slash(x)
+    check = f"{a} × {shown} {'-' if b < 0 else '+'} {abs(b)} = {_slash(a * x + b)}"
     return Worked("linear_equation", q, steps, x, check)
 
 
