@@ -99,6 +99,6 @@ def test_every_profile_declares_the_three_stages_like_the_report():
         assert s1.weights["synthetic_reasoning"] == 0 and s1.low_value_keep < 1
         assert s2.weights["math"] + s2.weights["code"] == pytest.approx(0.7)
         assert s3.weights["synthetic_reasoning"] == pytest.approx(0.1)
-        assert s3.seq_len == 4 * s1.seq_len <= profile.model.config().max_position_embeddings
+        assert s1.seq_len == s2.seq_len < s3.seq_len <= profile.model.config().max_position_embeddings
     with pytest.raises(ValueError, match="no stage 4"):
         load_profile("smoke").data.stage(4)

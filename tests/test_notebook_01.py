@@ -22,6 +22,6 @@ def test_notebook_01_builds_the_corpus_and_shows_each_step(run_notebook):
     assert shares["stage 1"]["synthetic_reasoning"] == 0
     assert shares["stage 2"]["math"] + shares["stage 2"]["code"] == pytest.approx(0.7, abs=0.01)
     assert shares["stage 3"]["synthetic_reasoning"] == pytest.approx(0.1, abs=0.01)
-    assert r["seq_len"]["3"] == 4 * r["seq_len"]["1"]
+    assert r["seq_len"]["3"] > r["seq_len"]["1"] == r["seq_len"]["2"]
     assert all(tokens > 0 for tokens in r["tokens_per_stage"].values())
     assert r["tokens_by_stage_domain"]["stage3"]["synthetic_reasoning"] > 0
