@@ -19,36 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .schedules import Schedule
+from ..profile import PretrainSection
 
 
 class TokenStream(Protocol):
     position: int                                   # sequences taken so far (the resume point)
 
     def take(self, n: int) -> torch.Tensor: ...     # (n, seq_len) token ids
-
-
-@dataclass
-class PretrainSection:
-    """Sizes of the pre-training run (notebook 04); the schedule's shape is the paper's."""
-    total_tokens: int = 2_000_000
-    peak_lr: float = 2e-3                 # the paper: 1.07e-4 at 7B; small models take more
-    batch_tokens: int = 8192              # full batch, in tokens (the paper: ≈21M)
-    micro_batch: int = 16                 # sequences per forward pass (gradient accumulation above)
-    stage_fractions: list = field(default_factory=lambda: [0.6, 0.25, 0.15])
-    min_warmup_tokens: int = 50_000
-    stage3_rope_theta: float = 640_000.0  # stage 3 raises the RoPE base (10k → 640k, report §2.3)
-    weight_decay: float = 0.1
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
-    log_every: int = 10                   # optimiser steps between metric lines
-    checkpoint_every: int = 50            # optimiser steps between checkpoints
-    heldout_sequences: int = 16           # per domain, for the held-out loss at each stage's end
-    compile: bool = False                 # torch.compile the model (GPU profiles)
-
-    def schedule(self) -> Schedule:
-        return Schedule(self.total_tokens, self.peak_lr, tuple(self.stage_fractions),
-                        self.min_warmup_tokens)
 
 
 @dataclass
@@ -63,10 +40,13 @@ class State:
 def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream],
           seq_lens: dict[int, int], out_dir: Path, heldout: dict[str, torch.Tensor] | None = None,
           device="cpu", dtype=torch.float32, max_steps: int | None = None,
-          progress: bool = True) -> State:
+          curriculum: bool = True, progress: bool = True) -> State:
     """Pre-train `model` in place; metrics go to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/.
 
     Resumes from the newest good checkpoint in out_dir. `max_steps` stops early (tests, demos).
+    Each stage's end is also kept in out_dir/stage_ends/. With `curriculum=False` the LR, batch
+    and MTP schedules are unchanged but the data, context and RoPE base stay stage 1's: the
+    control run that shows what stages 2–3 add.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +68,8 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
     forward = torch.compile(model) if cfg.compile else model
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype,
                               enabled=dtype != torch.float32)
-    stream = streams(state.stage, state.positions[str(state.stage)])
+    first = state.stage if curriculum else 1
+    stream = streams(first, state.positions[str(first)])
     bar = tqdm(total=cfg.total_tokens, initial=state.tokens, unit="tok", unit_scale=True,
                disable=not progress, desc=f"stage {state.stage}")
     window_tokens, window_start = 0, time.perf_counter()
@@ -97,11 +78,15 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
         stage = schedule.stage(state.tokens)
         if stage != state.stage:                                     # a stage boundary
             state.heldout[f"stage{state.stage}"] = evaluate(model, heldout, cfg.micro_batch, device)
+            checkpoint.save(out_dir / "stage_ends", state.step, model, optimizer,
+                            {k: v for k, v in asdict(state).items() if k != "step"}, keep=3)
             state.stage = stage
-            stream = streams(stage, state.positions[str(stage)])
+            if curriculum:
+                stream = streams(stage, state.positions[str(stage)])
             bar.set_description(f"stage {stage}")
-        set_rope_theta(model, cfg.stage3_rope_theta if stage == 3 else 10_000.0)
-        seq_len = seq_lens[stage]
+        data_stage = stage if curriculum else 1
+        set_rope_theta(model, cfg.stage3_rope_theta if data_stage == 3 else 10_000.0)
+        seq_len = seq_lens[data_stage]
         # Batch warm-up in sequences; stage 3's longer sequences keep tokens per step constant.
         full = max(1, cfg.batch_tokens // seq_len)
         n_seq = max(1, round(schedule.batch_fraction(state.tokens) * full))
@@ -110,7 +95,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
             group["lr"] = lr
 
         batch = stream.take(n_seq).to(device)                         # (n_seq, seq_len)
-        state.positions[str(stage)] = stream.position
+        state.positions[str(data_stage)] = stream.position
         totals = torch.zeros(4)                                       # loss, main, mtp, mtp correct
         mtp_count = 0
         for micro in batch.split(cfg.micro_batch):
