@@ -28,12 +28,23 @@ class ModelSection:
 
 
 @dataclass
+class ProblemsSection:
+    """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
+    math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
+    code_families: int = 9         # the first families of data/problems/code.yaml (9 in all)
+    code_variants: int = 3         # problems per code family, its first variants
+    typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
+    heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
     device: str = "cpu"          # "cpu", "cuda", or "auto" (cuda when available)
     dtype: str = "float32"       # training/inference dtype on that device ("bfloat16" on GPU)
     model: ModelSection = field(default_factory=ModelSection)
+    problems: ProblemsSection = field(default_factory=ProblemsSection)
 
     @property
     def torch_device(self):

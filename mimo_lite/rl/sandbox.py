@@ -56,8 +56,8 @@ COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
 
 @dataclass(frozen=True)
 class Limits:
-    cpu_s: int = 2           # RLIMIT_CPU: SIGXCPU after this many CPU seconds, SIGKILL 1 s later
-    wall_s: float = 5.0      # the harness kills the process group after this (sleeping, blocking)
+    cpu_s: int = 1           # RLIMIT_CPU: SIGXCPU after this many CPU seconds, SIGKILL 1 s later
+    wall_s: float = 4.0      # the harness kills the process group after this (sleeping, blocking)
     memory_mb: int = 256     # RLIMIT_AS
     output_kb: int = 64      # RLIMIT_FSIZE: stdout, stderr and every file it writes
     open_files: int = 32     # RLIMIT_NOFILE
