@@ -44,7 +44,7 @@ def math_answer_is_correct(completion: str, answer: str, timeout_s: int = 5) -> 
         raise RuntimeError("math_answer_is_correct enforces its time limit with SIGALRM, which works "
                            "only in a process's main thread: call it from the main thread of a "
                            "process (for example a worker of a process pool).")
-    gold = parse(f"${answer}$", parsing_timeout=timeout_s)
+    gold = parse(f"${answer}$", fallback_mode="no_fallback", parsing_timeout=timeout_s)
     if not gold:
         return None
     predicted = parse(final_answer_region(completion), extraction_config=ANSWER_ONLY,
