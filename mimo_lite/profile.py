@@ -138,6 +138,16 @@ class PretrainSection:
 
 
 @dataclass
+class ProblemsSection:
+    """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
+    math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
+    code_families: int = 9         # the first families of data/problems/code.yaml (9 in all)
+    code_variants: int = 3         # problems per code family, its first variants
+    typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
+    heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
@@ -147,6 +157,7 @@ class Profile:
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
+    problems: ProblemsSection = field(default_factory=ProblemsSection)
 
     @property
     def torch_device(self):
