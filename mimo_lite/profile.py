@@ -114,6 +114,40 @@ class TokenizerSection:
 
 
 @dataclass
+class PretrainSection:
+    """Sizes of the pre-training run (notebook 04); the schedule's shape is the paper's."""
+    total_tokens: int = 2_000_000
+    peak_lr: float = 2e-3                 # the paper: 1.07e-4 at 7B; small models take more
+    batch_tokens: int = 8192              # full batch, in tokens (the paper: ≈21M)
+    micro_batch: int = 16                 # sequences per forward pass (gradient accumulation above)
+    stage_fractions: list = field(default_factory=lambda: [0.6, 0.25, 0.15])
+    min_warmup_tokens: int = 50_000
+    stage3_rope_theta: float = 640_000.0  # stage 3 raises the RoPE base (10k → 640k, report §2.3)
+    weight_decay: float = 0.1
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    log_every: int = 10                   # optimiser steps between metric lines
+    checkpoint_every: int = 50            # optimiser steps between checkpoints
+    heldout_sequences: int = 16           # per domain, for the held-out loss at each stage's end
+    compile: bool = False                 # torch.compile the model (GPU profiles)
+
+    def schedule(self):
+        from .train.schedules import Schedule
+        return Schedule(self.total_tokens, self.peak_lr, tuple(self.stage_fractions),
+                        self.min_warmup_tokens)
+
+
+@dataclass
+class ProblemsSection:
+    """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
+    math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
+    code_families: int = 9         # the first families of data/problems/code.yaml (9 in all)
+    code_variants: int = 3         # problems per code family, its first variants
+    typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
+    heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
@@ -122,6 +156,8 @@ class Profile:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+    problems: ProblemsSection = field(default_factory=ProblemsSection)
 
     @property
     def torch_device(self):

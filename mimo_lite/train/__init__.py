@@ -1,0 +1,1 @@
+"""Training: the pre-training loop, its schedules and checkpoints (notebook 04)."""
