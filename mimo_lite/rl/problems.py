@@ -195,10 +195,20 @@ def _call(program: str, entry: str, argument: str):
 
 
 def _run_stdio(program: str, stdin: str) -> str:
-    saved, sys.stdin = sys.stdin, io.StringIO(stdin)
+    """The golden program's output for `stdin`, run in this process (input() included: a notebook
+    kernel replaces the built-in one)."""
+    stream = io.StringIO(stdin)
+
+    def read_line(prompt=""):
+        line = stream.readline()
+        if not line:
+            raise EOFError("EOF when reading a line")
+        return line.removesuffix("\n")
+
+    saved, sys.stdin = sys.stdin, stream
     try:
         with contextlib.redirect_stdout(io.StringIO()) as out:
-            exec(program, {"__name__": "__main__"})
+            exec(program, {"__name__": "__main__", "input": read_line})
     finally:
         sys.stdin = saved
     return out.getvalue()

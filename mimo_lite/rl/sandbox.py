@@ -18,9 +18,10 @@ Each test runs in a new process (`jail.py` sets it up; read it for the layers) w
   - no network (a new network namespace; TCP is also refused by Landlock);
   - file access limited by Landlock to reading the standard library and using its own directory,
     and, when the kit runs as root, an unprivileged uid of its own per worker slot.
-Not contained: system calls are not filtered (no seccomp), disk use inside the working directory
-is bounded per file, not in total, and where the kernel lacks user namespaces or a recent Landlock
-ABI the matching layer is missing: `containment()` lists the layers this machine gives.
+Not contained: system calls are not filtered (no seccomp); disk use inside the working directory
+is bounded per file, not in total; a named unix socket that the sandbox's uid may write to (a
+world-writable one) can be connected to; and where the kernel lacks user namespaces or a recent
+Landlock ABI the matching layer is missing: `containment()` lists the layers this machine gives.
 """
 
 from __future__ import annotations
@@ -213,12 +214,18 @@ def _kill_group(pid: int) -> None:
 
 
 def _remove(folder: str) -> None:
-    """Remove the working directory, even if the program made parts of it unreadable."""
-    def force(func, path, _):
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o700) if os.path.isdir(path) else None
-        func(path)
-    shutil.rmtree(folder, onerror=force)
+    """Remove the working directory, even where the program took away its own permissions.
+
+    The program is dead by now (and could not fork), so nothing changes the tree under us;
+    symbolic links are never followed, so a link to a host directory is removed, not touched.
+    """
+    os.chmod(folder, 0o700)
+    for root, dirs, _ in os.walk(folder):        # top-down: restore each directory, then enter it
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _verdict(check, limits, returncode, timed_out, cpu_s, outcome, out, err) -> tuple[str, str]:
