@@ -36,7 +36,7 @@ from ..notebook import runs_dir
 from ..profile import Profile, load_profile
 from .difficulty import grade_problem
 from .rewards import LEVELS
-from .sandbox import Limits, parse_test
+from .sandbox import WORKERS, Limits, parse_test
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "problems"
 FORMAT = 1          # bump when the generated files change for the same templates and settings
@@ -233,12 +233,14 @@ def split_problems(problems: list[dict], heldout_fraction: float, seed: int = 0)
     return train, heldout
 
 
-def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None,
-                    limits: Limits | None = None) -> Path:
-    """`runs/<profile>/problems/` with both splits and the test grading; built when missing."""
+def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None) -> Path:
+    """`runs/<profile>/problems/` with both splits and the test grading; built when missing.
+
+    The tests are graded under the sandbox's default limits, the limits rewards run under.
+    """
     profile = load_profile(profile) if isinstance(profile, str) else profile
     settings = dataclasses.asdict(profile.problems)
-    limits = limits or Limits()
+    limits = Limits()
     key = _digest(json.dumps([FORMAT, profile.seed, settings, dataclasses.asdict(limits),
                               (DATA / "math.yaml").read_text(), (DATA / "code.yaml").read_text()]))
     folder = runs_dir(profile.name, runs_root) / "problems"
@@ -252,7 +254,7 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None,
     cfg = profile.problems
     math = math_problems(cfg.math_per_tier, profile.seed)
     code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed)
-    with ThreadPoolExecutor(4) as pool:          # the sandbox's slots bound the processes
+    with ThreadPoolExecutor(WORKERS) as pool:    # the sandbox's slots bound the processes
         grades = list(pool.map(lambda p: grade_problem(p, code_solutions(p), limits), code))
     kept, dropped, grading = [], [], {}
     for problem, grade in zip(code, grades):

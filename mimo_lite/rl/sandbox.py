@@ -48,7 +48,6 @@ JAIL = (Path(__file__).parent / "jail.py").read_text()
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory_limit", "output_limit")
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 SANDBOX_UID_BASE = 64000        # as root, worker slot i runs as uid 64000 + i (no such account)
-REFUSED = 3                     # jail.py's exit status when it cannot confine the file system
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
            ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
@@ -132,7 +131,12 @@ def containment() -> tuple[str, ...]:
     if not sys.platform.startswith("linux"):
         raise RuntimeError("The code sandbox needs Linux (namespaces, Landlock, pidfd): run the "
                            "kit in a Linux VM or container.")
-    return _run_in_slot("", Check(), Limits())[1]
+    layers = _run_in_slot("", Check(), Limits())[1]
+    if not {"unprivileged-uid", "landlock-files"} & set(layers):
+        raise RuntimeError("The code sandbox cannot confine the file system on this machine: it "
+                           "needs Landlock (Linux 5.13 or later) or root to switch to an "
+                           "unprivileged uid. Run the kit in a recent Linux VM or container.")
+    return layers
 
 
 # ---- one test in one process --------------------------------------------------------------
@@ -187,10 +191,6 @@ def _execute(program: str, check: Check, limits: Limits, slot: int):
         _remove(workdir)
     result, out, err = outputs
     layers, _, outcome = result.partition("\n")
-    if proc.returncode == REFUSED and not program:
-        raise RuntimeError("The code sandbox cannot confine the file system on this machine: it "
-                           "needs Landlock (Linux 5.13 or later) or root to switch to an "
-                           "unprivileged uid. Run the kit in a recent Linux VM or container.")
     cpu_s = usage.ru_utime + usage.ru_stime
     verdict = _verdict(check, limits, proc.returncode, not finished, cpu_s, outcome, out, err)
     return TestResult(verdict[0], verdict[1][:300], round(elapsed, 4)), tuple(layers.split())
