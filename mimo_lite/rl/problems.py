@@ -117,16 +117,16 @@ def math_templates() -> dict[int, list[dict]]:
 
 
 def math_problems(per_tier: int, seed: int = 0) -> list[dict]:
-    """`per_tier` distinct problems per tier, drawn round-robin over the tier's templates."""
+    """`per_tier` distinct problems per tier (fewer if the tier runs out), drawn round-robin."""
     import sympy
 
     problems = []
     for tier, templates in math_templates().items():
         rng = random.Random(f"{seed}-math-{tier}")
-        prompts, tries = set(), 0
-        while len(prompts) < per_tier and tries < 50 * per_tier:
+        prompts, tries, misses = set(), 0, 0
+        while len(prompts) < per_tier and misses < 100 * len(templates):
             template = templates[tries % len(templates)]
-            tries += 1
+            tries, misses = tries + 1, misses + 1
             values = {k: sympy.Integer(rng.randint(lo, hi)) for k, (lo, hi) in template["params"].items()}
             if "where" in template and not bool(sympy.sympify(template["where"], locals=values)):
                 continue
@@ -138,6 +138,7 @@ def math_problems(per_tier: int, seed: int = 0) -> list[dict]:
             if prompt in prompts:
                 continue
             prompts.add(prompt)
+            misses = 0
             problems.append({
                 "id": f"math-t{tier}-{template['name']}-{_digest(prompt)}", "domain": "math",
                 "prompt": prompt, "answer": text["answer"],
