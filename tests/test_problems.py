@@ -1,3 +1,4 @@
+import builtins
 import json
 from collections import Counter
 
@@ -45,6 +46,16 @@ def test_code_problems_have_10_to_30_tests_and_their_golden_solution_passes():
         assert solutions["reference"] == p["solution"] and len(solutions) >= 3
     family = problems[0]
     assert all(r.passed for r in run_tests(family["solution"], family["tests"]))
+
+
+def test_expected_outputs_do_not_rely_on_the_builtin_input(monkeypatch):
+    """A notebook kernel replaces input(); the golden program still reads its test's stdin."""
+    def no_console(*_):
+        raise RuntimeError("no console here")
+    monkeypatch.setattr(builtins, "input", no_console)
+    [problem] = [p for p in code_problems(9, 1, 3, seed=0) if p["family"] == "most_frequent_word"]
+    assert "input()" in problem["solution"]
+    assert all(r.passed for r in run_tests(problem["solution"], problem["tests"]))
 
 
 def test_splits_are_disjoint_and_cover_every_tier():

@@ -79,3 +79,19 @@ def test_the_expected_value_stays_in_the_harness():
     check = parse_test({"code": "assert f([1, 2]) == {'a': (1, 2)}", "level": "Easy"})
     assert check.probe == "f([1, 2])" and check.expected == {"a": (1, 2)}
     assert "(1, 2)" not in check.probe
+
+
+def test_a_machine_that_cannot_confine_files_is_refused(monkeypatch):
+    """Without Landlock and without root, run_tests refuses rather than run code unconfined."""
+    from mimo_lite.rl import sandbox
+
+    crippled = sandbox.JAIL.replace("layers += landlock(libc, ctypes, library)", "pass")
+    crippled = crippled.replace("    if root:\n", "    if False:\n")
+    assert "    if False:\n" in crippled and "layers += landlock" not in crippled
+    monkeypatch.setattr(sandbox, "JAIL", crippled)
+    sandbox.containment.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="cannot confine the file system"):
+            run_tests(DOUBLE, [{"code": "assert double(2) == 4"}])
+    finally:
+        sandbox.containment.cache_clear()

@@ -273,3 +273,26 @@ def test_attacks_run_beside_good_programs_without_harming_them():
         good_results = pool.submit(run_tests, good, [RETURNS_FOUR] * 6, FAST)
         assert all(r.passed for r in good_results.result())
         assert not any(r.passed for r in bad_results.result())
+
+
+def test_a_program_cannot_trap_the_cleanup(open_folder):
+    """It locks its own directory and links to a host folder; cleanup removes both, follows neither."""
+    (open_folder / "keep.txt").write_text("precious")
+    before = open_folder.stat().st_mode
+    workdirs = set(Path(tempfile.gettempdir()).glob("mimo-sandbox-*"))
+    result = run_one(f"""
+        import os
+        os.makedirs("locked/deeper")
+        open("locked/deeper/f", "w").write("x")
+        os.symlink({str(open_folder)!r}, "link")
+        os.symlink({str(open_folder)!r}, "locked/link")
+        os.chmod("locked/deeper", 0)
+        os.chmod("locked", 0)
+        os.chmod(".", 0)
+        def f():
+            return 4
+        """)
+    assert result.passed
+    assert (open_folder / "keep.txt").read_text() == "precious"
+    assert open_folder.stat().st_mode == before
+    assert set(Path(tempfile.gettempdir()).glob("mimo-sandbox-*")) <= workdirs

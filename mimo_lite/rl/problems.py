@@ -36,7 +36,7 @@ from ..notebook import runs_dir
 from ..profile import Profile, load_profile
 from .difficulty import grade_problem
 from .rewards import LEVELS
-from .sandbox import Limits, parse_test
+from .sandbox import WORKERS, Limits, parse_test
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "problems"
 FORMAT = 1          # bump when the generated files change for the same templates and settings
@@ -117,16 +117,16 @@ def math_templates() -> dict[int, list[dict]]:
 
 
 def math_problems(per_tier: int, seed: int = 0) -> list[dict]:
-    """`per_tier` distinct problems per tier, drawn round-robin over the tier's templates."""
+    """`per_tier` distinct problems per tier (fewer if the tier runs out), drawn round-robin."""
     import sympy
 
     problems = []
     for tier, templates in math_templates().items():
         rng = random.Random(f"{seed}-math-{tier}")
-        prompts, tries = set(), 0
-        while len(prompts) < per_tier and tries < 50 * per_tier:
+        prompts, tries, misses = set(), 0, 0
+        while len(prompts) < per_tier and misses < 100 * len(templates):
             template = templates[tries % len(templates)]
-            tries += 1
+            tries, misses = tries + 1, misses + 1
             values = {k: sympy.Integer(rng.randint(lo, hi)) for k, (lo, hi) in template["params"].items()}
             if "where" in template and not bool(sympy.sympify(template["where"], locals=values)):
                 continue
@@ -138,6 +138,7 @@ def math_problems(per_tier: int, seed: int = 0) -> list[dict]:
             if prompt in prompts:
                 continue
             prompts.add(prompt)
+            misses = 0
             problems.append({
                 "id": f"math-t{tier}-{template['name']}-{_digest(prompt)}", "domain": "math",
                 "prompt": prompt, "answer": text["answer"],
@@ -195,10 +196,20 @@ def _call(program: str, entry: str, argument: str):
 
 
 def _run_stdio(program: str, stdin: str) -> str:
-    saved, sys.stdin = sys.stdin, io.StringIO(stdin)
+    """The golden program's output for `stdin`, run in this process (input() included: a notebook
+    kernel replaces the built-in one)."""
+    stream = io.StringIO(stdin)
+
+    def read_line(prompt=""):
+        line = stream.readline()
+        if not line:
+            raise EOFError("EOF when reading a line")
+        return line.removesuffix("\n")
+
+    saved, sys.stdin = sys.stdin, stream
     try:
         with contextlib.redirect_stdout(io.StringIO()) as out:
-            exec(program, {"__name__": "__main__"})
+            exec(program, {"__name__": "__main__", "input": read_line})
     finally:
         sys.stdin = saved
     return out.getvalue()
@@ -223,12 +234,14 @@ def split_problems(problems: list[dict], heldout_fraction: float, seed: int = 0)
     return train, heldout
 
 
-def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None,
-                    limits: Limits | None = None) -> Path:
-    """`runs/<profile>/problems/` with both splits and the test grading; built when missing."""
+def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None) -> Path:
+    """`runs/<profile>/problems/` with both splits and the test grading; built when missing.
+
+    The tests are graded under the sandbox's default limits, the limits rewards run under.
+    """
     profile = load_profile(profile) if isinstance(profile, str) else profile
     settings = dataclasses.asdict(profile.problems)
-    limits = limits or Limits()
+    limits = Limits()
     key = _digest(json.dumps([FORMAT, profile.seed, settings, dataclasses.asdict(limits),
                               (DATA / "math.yaml").read_text(), (DATA / "code.yaml").read_text()]))
     folder = runs_dir(profile.name, runs_root) / "problems"
@@ -242,7 +255,7 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None,
     cfg = profile.problems
     math = math_problems(cfg.math_per_tier, profile.seed)
     code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed)
-    with ThreadPoolExecutor(4) as pool:          # the sandbox's slots bound the processes
+    with ThreadPoolExecutor(WORKERS) as pool:    # the sandbox's slots bound the processes
         grades = list(pool.map(lambda p: grade_problem(p, code_solutions(p), limits), code))
     kept, dropped, grading = [], [], {}
     for problem, grade in zip(code, grades):

@@ -18,9 +18,10 @@ Each test runs in a new process (`jail.py` sets it up; read it for the layers) w
   - no network (a new network namespace; TCP is also refused by Landlock);
   - file access limited by Landlock to reading the standard library and using its own directory,
     and, when the kit runs as root, an unprivileged uid of its own per worker slot.
-Not contained: system calls are not filtered (no seccomp), disk use inside the working directory
-is bounded per file, not in total, and where the kernel lacks user namespaces or a recent Landlock
-ABI the matching layer is missing: `containment()` lists the layers this machine gives.
+Not contained: system calls are not filtered (no seccomp); disk use inside the working directory
+is bounded per file, not in total; a named unix socket that the sandbox's uid may write to (a
+world-writable one) can be connected to; and where the kernel lacks user namespaces or a recent
+Landlock ABI the matching layer is missing: `containment()` lists the layers this machine gives.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ JAIL = (Path(__file__).parent / "jail.py").read_text()
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory_limit", "output_limit")
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 SANDBOX_UID_BASE = 64000        # as root, worker slot i runs as uid 64000 + i (no such account)
-REFUSED = 3                     # jail.py's exit status when it cannot confine the file system
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
            ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
@@ -131,7 +131,12 @@ def containment() -> tuple[str, ...]:
     if not sys.platform.startswith("linux"):
         raise RuntimeError("The code sandbox needs Linux (namespaces, Landlock, pidfd): run the "
                            "kit in a Linux VM or container.")
-    return _run_in_slot("", Check(), Limits())[1]
+    layers = _run_in_slot("", Check(), Limits())[1]
+    if not {"unprivileged-uid", "landlock-files"} & set(layers):
+        raise RuntimeError("The code sandbox cannot confine the file system on this machine: it "
+                           "needs Landlock (Linux 5.13 or later) or root to switch to an "
+                           "unprivileged uid. Run the kit in a recent Linux VM or container.")
+    return layers
 
 
 # ---- one test in one process --------------------------------------------------------------
@@ -186,10 +191,6 @@ def _execute(program: str, check: Check, limits: Limits, slot: int):
         _remove(workdir)
     result, out, err = outputs
     layers, _, outcome = result.partition("\n")
-    if proc.returncode == REFUSED and not program:
-        raise RuntimeError("The code sandbox cannot confine the file system on this machine: it "
-                           "needs Landlock (Linux 5.13 or later) or root to switch to an "
-                           "unprivileged uid. Run the kit in a recent Linux VM or container.")
     cpu_s = usage.ru_utime + usage.ru_stime
     verdict = _verdict(check, limits, proc.returncode, not finished, cpu_s, outcome, out, err)
     return TestResult(verdict[0], verdict[1][:300], round(elapsed, 4)), tuple(layers.split())
@@ -213,12 +214,18 @@ def _kill_group(pid: int) -> None:
 
 
 def _remove(folder: str) -> None:
-    """Remove the working directory, even if the program made parts of it unreadable."""
-    def force(func, path, _):
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o700) if os.path.isdir(path) else None
-        func(path)
-    shutil.rmtree(folder, onerror=force)
+    """Remove the working directory, even where the program took away its own permissions.
+
+    The program is dead by now (and could not fork), so nothing changes the tree under us;
+    symbolic links are never followed, so a link to a host directory is removed, not touched.
+    """
+    os.chmod(folder, 0o700)
+    for root, dirs, _ in os.walk(folder):        # top-down: restore each directory, then enter it
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _verdict(check, limits, returncode, timed_out, cpu_s, outcome, out, err) -> tuple[str, str]:
