@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import parallel
+
 MANIFEST = "MANIFEST.json"
 
 
@@ -44,15 +46,22 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(folder: Path, step: int, model, optimizer, state: dict, keep: int = 2) -> Path:
-    """Write checkpoint `step` under `folder` atomically; keep the newest `keep` checkpoints."""
+    """Write checkpoint `step` under `folder` atomically; keep the newest `keep` checkpoints.
+
+    Every rank must call it (sharded weights are gathered); rank 0 writes.
+    """
     folder = Path(folder)
     final = folder / f"step-{step:08d}"
+    weights = parallel.full_state_dict(model)
+    optim = parallel.optimizer_state(model, optimizer)
+    if parallel.rank() != 0:
+        parallel.barrier()
+        return final
     tmp = folder / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(weights, tmp / "model.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(optim, tmp / "optimizer.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
@@ -65,6 +74,7 @@ def save(folder: Path, step: int, model, optimizer, state: dict, keep: int = 2) 
     os.replace(tmp, final)
     for old in checkpoints(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+    parallel.barrier()
     return final
 
 
@@ -106,7 +116,7 @@ def load(path: Path, model, optimizer) -> dict:
     reason = problem(path)
     if reason:
         raise ValueError(f"{reason}: delete it or resume from an earlier one.")
-    model.load_state_dict(load_file(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    parallel.load_full_state_dict(model, load_file(path / "model.safetensors"))
+    parallel.load_optimizer_state(model, optimizer, torch.load(path / "optimizer.pt", weights_only=False))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "trainer_state.json").read_text())

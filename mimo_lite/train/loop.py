@@ -10,6 +10,7 @@ optimiser is built; nothing below depends on the world size.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Callable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, parallel
 from ..profile import PretrainSection
 
 
@@ -63,7 +64,8 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
         state = State(**{k: v for k, v in checkpoint.load(last, model, optimizer).items() if k != "step"},
                       step=int(last.name.split("-")[1]))
     metrics_path = out_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, state.step)
+    if parallel.rank() == 0:
+        _truncate_metrics(metrics_path, state.step)
 
     forward = torch.compile(model) if cfg.compile else model
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype,
@@ -71,7 +73,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
     first = state.stage if curriculum else 1
     stream = streams(first, state.positions[str(first)])
     bar = tqdm(total=cfg.total_tokens, initial=state.tokens, unit="tok", unit_scale=True,
-               disable=not progress, desc=f"stage {state.stage}")
+               disable=not progress or parallel.rank() != 0, desc=f"stage {state.stage}")
     window_tokens, window_start = 0, time.perf_counter()
     model.train()
     while state.tokens < cfg.total_tokens and (max_steps is None or state.step < max_steps):
@@ -89,19 +91,23 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
         seq_len = seq_lens[data_stage]
         # Batch warm-up in sequences; stage 3's longer sequences keep tokens per step constant.
         full = max(1, cfg.batch_tokens // seq_len)
-        n_seq = max(1, round(schedule.batch_fraction(state.tokens) * full))
+        world = parallel.world_size()                                 # every rank gets as many rows
+        n_seq = world * math.ceil(max(1, round(schedule.batch_fraction(state.tokens) * full)) / world)
         lr, mtp_weight = schedule.lr(state.tokens), schedule.mtp_weight(state.tokens)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        batch = stream.take(n_seq).to(device)                         # (n_seq, seq_len)
+        batch = stream.take(n_seq)                                    # (n_seq, seq_len), same on every rank
         state.positions[str(data_stage)] = stream.position
+        tokens_in_batch = batch.numel()
+        batch = batch[parallel.rank()::parallel.world_size()].to(device)   # this rank's rows
+        n_local = batch.shape[0]
         totals = torch.zeros(4)                                       # loss, main, mtp, mtp correct
         mtp_count = 0
         for micro in batch.split(cfg.micro_batch):
             with autocast:
                 out = forward(micro, labels=micro, mtp_loss_weight=mtp_weight)
-            share = micro.shape[0] / n_seq                            # mean over the whole batch
+            share = micro.shape[0] / n_local                          # mean over this rank's rows
             (out.loss * share).backward()
             with torch.no_grad():
                 hit, count = mtp_top1(out.mtp_logits, micro)
@@ -109,15 +115,18 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
                                     (out.mtp_loss.item() if out.mtp_loss is not None else 0.0) * share,
                                     hit])
             mtp_count += count
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):                         # sharded (FSDP2): the global norm
+            grad_norm = grad_norm.full_tensor()
+        grad_norm = grad_norm.item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        state.tokens += batch.numel()
-        window_tokens += batch.numel()
-        bar.update(batch.numel())
+        state.tokens += tokens_in_batch
+        window_tokens += tokens_in_batch
+        bar.update(tokens_in_batch)
 
-        if state.step % cfg.log_every == 0 or state.tokens >= cfg.total_tokens:
+        if (state.step % cfg.log_every == 0 or state.tokens >= cfg.total_tokens) and parallel.rank() == 0:
             elapsed = time.perf_counter() - window_start
             line = dict(step=state.step, tokens=state.tokens, stage=stage, loss=totals[0].item(),
                         main_loss=totals[1].item(), mtp_loss=totals[2].item(),

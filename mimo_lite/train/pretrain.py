@@ -18,7 +18,8 @@ from ..artifacts import build_info, building, current, fingerprint, write_json
 from ..model import MiMoForCausalLM
 from ..notebook import runs_dir
 from ..profile import DOMAINS, as_profile
-from .loop import PretrainSection, read_metrics, train
+from . import parallel
+from .loop import PretrainSection, train
 
 
 class SamplerStream:
@@ -78,8 +79,9 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
     torch.manual_seed(profile.seed)
+    parallel.init()
     device = profile.torch_device
-    model = MiMoForCausalLM(config).to(device)
+    model = parallel.shard(MiMoForCausalLM(config).to(device))
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
                   progress=progress)
@@ -132,10 +134,15 @@ def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bo
         print(f"[mimo-lite] no base model for profile {profile.name!r} yet: pre-training it "
               f"(three stages, {profile.pretrain.total_tokens:,} tokens) -> {folder}", flush=True)
         model, tokenizer, state = pretrain(profile, runs_root, progress)
-        with building(folder, digest, tokens=state.tokens, steps=state.step) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_json(tmp / "pretrain_summary.json", {"heldout_loss": state.heldout,
-                                                       "tokens": state.tokens, "steps": state.step})
+        weights = parallel.full_state_dict(model)          # gathered from the shards under FSDP2
+        if parallel.rank() == 0:
+            plain = MiMoForCausalLM(model.config)
+            plain.load_state_dict(weights)
+            with building(folder, digest, tokens=state.tokens, steps=state.step) as tmp:
+                plain.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                write_json(tmp / "pretrain_summary.json", {"heldout_loss": state.heldout,
+                                                           "tokens": state.tokens, "steps": state.step})
+        parallel.barrier()
     model = MiMoForCausalLM.from_pretrained(folder).to(profile.torch_device).eval()
     return model, AutoTokenizer.from_pretrained(folder)
