@@ -47,7 +47,7 @@ from queue import Queue
 JAIL = (Path(__file__).parent / "jail.py").read_text()
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory_limit", "output_limit")
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-SANDBOX_UID_BASE = 64000        # as root, worker slot i runs as uid 64000 + i (no such account)
+SANDBOX_UID_BASE = 64000        # as root, worker slot i runs as uid 64000 + i: keep them free of accounts
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
            ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
