@@ -32,7 +32,8 @@ def train_flops_per_token(model, seq_len: int) -> float:
 
 
 def timed_steps(model, batches, steps, device, dtype, compile_):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            fused=device.type == "cuda")
     fwd = torch.compile(model) if compile_ else model
     autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 

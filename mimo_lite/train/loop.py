@@ -56,7 +56,8 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]   # norms and biases
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=cfg.peak_lr, betas=tuple(cfg.betas))
+                                  lr=cfg.peak_lr, betas=tuple(cfg.betas),
+                                  fused=torch.device(device).type == "cuda")
     state = State()
     ckpt_dir = out_dir / "checkpoints"
     last = checkpoint.latest_good(ckpt_dir)
