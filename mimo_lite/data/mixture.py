@@ -96,7 +96,7 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
         train = tokenize(corpus.documents["train"])
         for n, stage in stages.items():
             rng = random.Random(profile.seed * 1000 + n)
-            chosen = stage_documents(train["domain"], train["quality"], stage, rng)
+            chosen = stage_documents(train["domain"][:], train["quality"][:], stage, rng)
             counts[f"stage{n}"] = {}
             for domain, indices in chosen.items():
                 rows = train.select(indices).map(
@@ -206,7 +206,7 @@ def heldout_sequences(profile, domain: str, seq_len: int,
     profile = as_profile(profile)
     heldout = load_from_disk(str(ensure_packed(profile, runs_root) / "heldout"))
     eos = ensure_tokenizer(profile, runs_root).convert_tokens_to_ids(ENDOFTEXT)
-    ids = [row for row, d in zip(heldout["input_ids"], heldout["domain"]) if d == domain]
+    ids = [row for row, d in zip(heldout["input_ids"][:], heldout["domain"][:]) if d == domain]
     rows = pack({"input_ids": ids}, seq_len, eos)["input_ids"]
     return torch.tensor(rows, dtype=torch.int64).reshape(-1, seq_len)
 
