@@ -2,8 +2,9 @@
 
 MiMo pretrains in three stages (report §2.1): stage 1 on everything but synthetic reasoning,
 with low-value content down-sampled; stage 2 with math and code raised to about 70%; stage 3
-adding about 10% synthetic reasoning and a 4× longer context. Here each stage is declared in the
-profile as token shares per domain, a sequence length and the share of low-value documents kept.
+adding about 10% synthetic reasoning and a longer context (8,192 → 32,768 in the report). Here
+each stage is declared in the profile as token shares per domain, a sequence length and the
+share of low-value documents kept.
 
 Packing (`ensure_packed`): the training documents are tokenized with `datasets.map`; for each
 stage and domain the selected documents are shuffled, joined with `<|endoftext|>` after each,
