@@ -190,7 +190,7 @@ def stage_sampler(profile, stage: int, runs_root: str | Path | None = None,
     profile = as_profile(profile)
     section = profile.data.stage(stage)
     folder = ensure_packed(profile, runs_root) / f"stage{stage}"
-    pools = {d: np.asarray(load_from_disk(str(folder / d)).with_format("numpy")["input_ids"])
+    pools = {d: load_from_disk(str(folder / d)).with_format("numpy")["input_ids"][:]
              for d, w in section.weights.items() if w > 0 and (folder / d).exists()}
     return StageSampler(pools, section.weights, profile.seed if seed is None else seed, stage)
 
