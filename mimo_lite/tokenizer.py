@@ -132,7 +132,7 @@ def ensure_tokenizer(profile, runs_root: str | Path | None = None):
               flush=True)
         train = corpus.documents["train"].shuffle(seed=profile.seed)
         with building(folder, digest, vocab_size=model.vocab_size) as tmp:
-            tok = train_tokenizer(_first_chars(train["text"], profile.tokenizer.train_chars),
+            tok = train_tokenizer(_first_chars(train["text"][:], profile.tokenizer.train_chars),
                                   model.vocab_size, profile.tokenizer.min_frequency,
                                   max_length=model.max_position_embeddings)
             tok.save_pretrained(tmp)

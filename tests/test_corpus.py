@@ -17,9 +17,9 @@ def test_documents_carry_the_contract_columns_and_every_domain(corpus):
     train, heldout = corpus.documents["train"], corpus.documents["heldout"]
     assert {"text", "source", "domain", "low_value", "quality", "heuristic",
             "labelled"} <= set(train.column_names)
-    assert set(train["domain"]) == set(DOMAINS) == set(heldout["domain"])
-    assert not set(train["text"]) & set(heldout["text"])
-    assert all(0.0 <= q <= 1.0 for q in train["quality"])
+    assert set(train["domain"][:]) == set(DOMAINS) == set(heldout["domain"][:])
+    assert not set(train["text"][:]) & set(heldout["text"][:])
+    assert all(0.0 <= q <= 1.0 for q in train["quality"][:])
 
 
 def test_report_figures_match_the_documents(corpus):
@@ -28,14 +28,14 @@ def test_report_figures_match_the_documents(corpus):
     assert report["dedup"]["documents_out"] == len(train) + len(heldout)
     assert report["dedup"]["planted_exact_caught"] == report["dedup"]["planted_exact"] > 0
     # no exact duplicate survives
-    texts = [" ".join(t.split()) for t in list(train["text"]) + list(heldout["text"])]
+    texts = [" ".join(t.split()) for t in train["text"][:] + heldout["text"][:]]
     assert len(set(texts)) == len(texts)
     # the planted low-value label and the tagger agree on the documents it did not learn from
     confusion = report["quality"]["confusion_tagger"]
     assert confusion["low_value"]["dropped"] > confusion["low_value"]["kept"]
     assert confusion["high_value"]["kept"] > 0.9 * sum(confusion["high_value"].values())
     counted = sum(v["documents"] for v in report["quality"]["by_group"].values())
-    unlabelled = sum(not x for x in list(train["labelled"]) + list(heldout["labelled"]))
+    unlabelled = sum(not x for x in train["labelled"][:] + heldout["labelled"][:])
     assert counted == report["quality"]["evaluated_on"] == unlabelled
 
 

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.notebook
 def test_notebook_02_trains_the_tokenizer_and_measures_it(run_notebook):
     r = run_notebook("02")
     assert r["vocab_size"] == r["model_vocab_size"] == PRESETS["smoke"]["vocab_size"]
-    assert r["hand_bpe_merges_agree"] == 20                 # the by-hand loop is the algorithm
+    assert r["hand_bpe_merges_agree"] == 30                 # the by-hand loop is the algorithm
     for domain in DOMAINS:
         assert r["bytes_per_token"][domain] > 1.3 * r["char_level_bytes_per_token"][domain]
         by_vocab = [r["bytes_per_token_by_vocab"][v][domain]

@@ -24,7 +24,7 @@ def roundtrip(tok, text):
 def test_every_document_kind_round_trips(tok, corpus):
     docs = corpus.documents["train"]
     by_source = {}
-    for text, source in zip(docs["text"], docs["source"]):
+    for text, source in zip(docs["text"][:], docs["source"][:]):
         by_source.setdefault(source, []).append(text)
     assert {"stdlib_code", "stdlib_docstrings", "pydoc_topics", "math_chat", "math_textbook",
             "reasoning_math", "reasoning_code", "ads"} <= set(by_source)
@@ -111,7 +111,7 @@ def test_bad_chat_message_and_tiny_vocabulary_are_refused():
 
 def test_without_digit_splitting_numbers_merge(corpus):
     docs = corpus.documents["train"]
-    texts = [t for t, d in zip(docs["text"], docs["domain"]) if d == "math"]
+    texts = [t for t, d in zip(docs["text"][:], docs["domain"][:]) if d == "math"]
     plain = train_tokenizer(texts, 512, split_digits=False)
     split = train_tokenizer(texts, 512)
     numbers = [str(n) for n in range(10, 1000, 7)]

@@ -140,7 +140,7 @@ def build(data: DataSection, seed: int) -> tuple["datasets.DatasetDict", dict]: 
     splits = DatasetDict({
         "train": Dataset.from_list([d for d, h in zip(docs, held) if not h]),
         "heldout": Dataset.from_list([d for d, h in zip(docs, held) if h])})
-    report["documents"] = {name: dict(Counter(split["domain"])) for name, split in splits.items()}
+    report["documents"] = {name: dict(Counter(split["domain"][:])) for name, split in splits.items()}
     report["chars"] = {name: {dom: sum(len(d["text"]) for d, h in zip(docs, held)
                                        if d["domain"] == dom and h == (name == "heldout"))
                               for dom in DOMAINS} for name in splits}

@@ -43,7 +43,7 @@ def boilerplate_page(rng: random.Random) -> str:
              "This website uses cookies to improve your experience. By continuing to browse you "
              "accept our use of cookies. Accept | Decline | Learn more",
              "Subscribe to our newsletter! Enter your email address: [          ] Sign up",
-             f"Share this page: Facebook | Twitter | Email | Print",
+             "Share this page: Facebook | Twitter | Email | Print",
              f"Copyright © {rng.randrange(2005, 2025)} {shop} Inc. All rights reserved. "
              f"Privacy Policy | Terms of Use | Sitemap",
              f"Page {rng.randrange(1, 40)} of {rng.randrange(40, 90)} | Next » | Last »"]

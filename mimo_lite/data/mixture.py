@@ -2,8 +2,9 @@
 
 MiMo pretrains in three stages (report §2.1): stage 1 on everything but synthetic reasoning,
 with low-value content down-sampled; stage 2 with math and code raised to about 70%; stage 3
-adding about 10% synthetic reasoning and a 4× longer context. Here each stage is declared in the
-profile as token shares per domain, a sequence length and the share of low-value documents kept.
+adding about 10% synthetic reasoning and a longer context (8,192 → 32,768 in the report). Here
+each stage is declared in the profile as token shares per domain, a sequence length and the
+share of low-value documents kept.
 
 Packing (`ensure_packed`): the training documents are tokenized with `datasets.map`; for each
 stage and domain the selected documents are shuffled, joined with `<|endoftext|>` after each,
@@ -96,7 +97,7 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
         train = tokenize(corpus.documents["train"])
         for n, stage in stages.items():
             rng = random.Random(profile.seed * 1000 + n)
-            chosen = stage_documents(train["domain"], train["quality"], stage, rng)
+            chosen = stage_documents(train["domain"][:], train["quality"][:], stage, rng)
             counts[f"stage{n}"] = {}
             for domain, indices in chosen.items():
                 rows = train.select(indices).map(
@@ -189,7 +190,7 @@ def stage_sampler(profile, stage: int, runs_root: str | Path | None = None,
     profile = as_profile(profile)
     section = profile.data.stage(stage)
     folder = ensure_packed(profile, runs_root) / f"stage{stage}"
-    pools = {d: np.asarray(load_from_disk(str(folder / d)).with_format("numpy")["input_ids"])
+    pools = {d: load_from_disk(str(folder / d)).with_format("numpy")["input_ids"][:]
              for d, w in section.weights.items() if w > 0 and (folder / d).exists()}
     return StageSampler(pools, section.weights, profile.seed if seed is None else seed, stage)
 
@@ -206,7 +207,7 @@ def heldout_sequences(profile, domain: str, seq_len: int,
     profile = as_profile(profile)
     heldout = load_from_disk(str(ensure_packed(profile, runs_root) / "heldout"))
     eos = ensure_tokenizer(profile, runs_root).convert_tokens_to_ids(ENDOFTEXT)
-    ids = [row for row, d in zip(heldout["input_ids"], heldout["domain"]) if d == domain]
+    ids = [row for row, d in zip(heldout["input_ids"][:], heldout["domain"][:]) if d == domain]
     rows = pack({"input_ids": ids}, seq_len, eos)["input_ids"]
     return torch.tensor(rows, dtype=torch.int64).reshape(-1, seq_len)
 
