@@ -153,6 +153,7 @@ class Profile:
     seed: int = 0
     device: str = "cpu"          # "cpu", "cuda", or "auto" (cuda when available)
     dtype: str = "float32"       # training/inference dtype on that device ("bfloat16" on GPU)
+    threads: int = 0             # CPU threads for torch; 0 keeps torch's default (one per core)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
@@ -165,6 +166,13 @@ class Profile:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def use_threads(self) -> None:
+        """Apply `threads`. On 2 cores, 2 threads run ~5× slower than 1 as soon as any other
+        process wants a core (the threads spin waiting for each other); toy profiles pick 1."""
+        if self.threads:
+            import torch
+            torch.set_num_threads(self.threads)
 
     @property
     def torch_dtype(self):

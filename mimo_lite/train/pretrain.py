@@ -79,6 +79,7 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest)
     torch.manual_seed(profile.seed)
+    profile.use_threads()
     parallel.init()
     device = profile.torch_device
     model = parallel.shard(MiMoForCausalLM(config).to(device))
