@@ -210,7 +210,10 @@ def attention_bias_mask(attention_mask, T: int, past: int, dtype) -> torch.Tenso
     """Boolean (B, 1, T, S) mask, or None when plain causal attention suffices (fast SDPA path).
 
     Query i (absolute position past+i) may see key j iff j ≤ past+i and key j is not padding.
+    A 4-D boolean mask is used as given: a cache whose rows hold different lengths builds its own.
     """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
     if attention_mask is None and (past == 0 or T == 1):
         return None
     S = past + T

@@ -148,6 +148,19 @@ class ProblemsSection:
 
 
 @dataclass
+class InferenceSection:
+    """Notebook 05: KV cache, continuous batching, MTP speculative decoding."""
+    num_prompts: int = 64           # held-out reasoning prompts behind the acceptance figures
+    max_new_tokens: int = 64        # room for a whole answer with its chain of thought
+    batch_size: int = 32            # rows decoded together in the batched measurements
+    timing_tokens: int = 512        # tokens timed with and without the KV cache
+    mtp_layers: int = 3             # MTP layers at inference: 1 trained + 2 copies (report §2.2)
+    mtp_finetune_steps: int = 200   # steps that fine-tune the copies (main model, layer 1 frozen)
+    mtp_finetune_batch: int = 32    # sequences per fine-tuning step
+    mtp_finetune_lr: float = 1e-3
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
@@ -159,6 +172,7 @@ class Profile:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
     problems: ProblemsSection = field(default_factory=ProblemsSection)
+    inference: InferenceSection = field(default_factory=InferenceSection)
 
     @property
     def torch_device(self):

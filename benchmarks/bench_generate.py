@@ -1,0 +1,179 @@
+"""mimo-lite generation against transformers' `generate`, and speculative against plain decoding.
+
+Same weights, same prompts, same process; the methods take turns within each repeat so that a
+busy machine slows them alike; the table gives the median of the repeats.
+
+    python benchmarks/bench_generate.py                                  # CPU, toy size
+    python benchmarks/bench_generate.py --device cuda --size gpu         # one GPU
+
+The model is the a+b chain-of-thought stand-in (`cot_standin.py`) of the chosen profile, trained
+on first use and cached in runs/<size>/standin/. Goals (toy, CPU): ≥ 3× transformers at batch 1;
+speculative ≥ 1.3× plain at batch 1 with first-layer acceptance ≥ 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cot_standin as task  # noqa: E402
+from mimo_lite.infer import (SamplingParams, SpecStats, completion_batches,  # noqa: E402
+                             extend_mtp_layers, finetune_new_mtp_layers, generate,
+                             speculative_generate)
+from mimo_lite.profile import load_profile  # noqa: E402
+
+
+def qwen2_twin(model):
+    """transformers' own Qwen2ForCausalLM holding the same main-stack weights (MTP keys dropped)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    c = model.config
+    config = Qwen2Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+                         intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
+                         num_attention_heads=c.num_attention_heads,
+                         num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim,
+                         max_position_embeddings=c.max_position_embeddings, rope_theta=c.rope_theta,
+                         rms_norm_eps=c.rms_norm_eps, tie_word_embeddings=False)
+    twin = Qwen2ForCausalLM(config).to(device=model.lm_head.weight.device, dtype=model.lm_head.weight.dtype)
+    state = {k: v for k, v in model.state_dict().items() if ".mtp_layers." not in k}
+    missing, unexpected = twin.load_state_dict(state, strict=False)
+    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
+    return twin.eval()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
+def throughput(model, prompts, new_tokens, repeats, device):
+    """tok/s of the kit and of transformers' generate, every sequence exactly `new_tokens` long."""
+    twin = qwen2_twin(model)
+    ids = torch.tensor(prompts, device=device)
+    params = SamplingParams(temperature=0, max_new_tokens=new_tokens)
+    hf = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+              eos_token_id=None, pad_token_id=0)
+    methods = {
+        "mimo-lite generate": lambda: [c.tokens for c in generate(model, prompts, params)],
+        "transformers generate (MiMoForCausalLM)":
+            lambda: model.generate(ids, **hf)[:, ids.shape[1]:].tolist(),
+        "transformers generate (Qwen2ForCausalLM)":
+            lambda: twin.generate(ids, **hf)[:, ids.shape[1]:].tolist(),
+    }
+    times = {name: [] for name in methods}
+    outputs = {}
+    with torch.inference_mode():
+        for name, fn in methods.items():                       # warm-up
+            outputs[name] = fn()
+        for _ in range(repeats):
+            for name, fn in methods.items():
+                times[name].append(timed(fn, device)[1])
+    n = len(prompts) * new_tokens
+    rates = {name: n / statistics.median(t) for name, t in times.items()}
+    same = all(o == outputs["mimo-lite generate"] for o in outputs.values())
+    return rates, same
+
+
+def speculative(model, prompts, eos, max_new, num_draft, repeats, device):
+    """Batch 1 on reasoning outputs: plain `generate` and `speculative_generate`, taking turns."""
+    params = SamplingParams(temperature=0, max_new_tokens=max_new, stop_token_ids=[eos])
+    stats, same, tokens = SpecStats(num_draft), True, 0
+    plain_s, spec_s = [], []
+    generate(model, prompts[:1], params)
+    speculative_generate(model, prompts[0], params, num_draft=num_draft)      # warm-up
+    for r in range(repeats):
+        p_total = s_total = 0.0
+        for prompt in prompts:
+            [plain], t = timed(lambda: generate(model, [prompt], params), device)
+            p_total += t
+            (spec, s), t = timed(lambda: speculative_generate(model, prompt, params, num_draft), device)
+            s_total += t
+            if r == 0:
+                same &= spec.tokens == plain.tokens
+                tokens += len(plain.tokens)
+                stats.steps += s.steps
+                stats.accepted = [a + b for a, b in zip(stats.accepted, s.accepted)]
+                stats.drafted = [a + b for a, b in zip(stats.drafted, s.drafted)]
+        plain_s.append(p_total)
+        spec_s.append(s_total)
+    return tokens / statistics.median(plain_s), tokens / statistics.median(spec_s), stats, same
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="toy", help="profile whose model to use: smoke, toy, gpu")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--spec-prompts", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--mtp-layers", type=int, default=3,
+                        help="also extend to this many MTP layers, fine-tune the copies, and time them")
+    parser.add_argument("--runs", default=None, help="root of runs/ (the stand-in cache)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    profile = load_profile(args.size)
+
+    model, tokenizer = task.ensure_standin(profile, args.runs, device=device)
+    model = model.to(dtype)
+    prompts, _ = task.prompts(max(max(args.batch), args.spec_prompts), seed=7, tokenizer=tokenizer)
+    print(f"\n{args.size} model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+          f"{device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+
+    print(f"\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")
+    print("|---|---|---|---|---|")
+    for b in args.batch:
+        rates, same = throughput(model, prompts[:b], args.new_tokens, args.repeats, device)
+        kit = rates["mimo-lite generate"]
+        hf_mimo = rates["transformers generate (MiMoForCausalLM)"]
+        hf_qwen = rates["transformers generate (Qwen2ForCausalLM)"]
+        print(f"| {b} | {kit:,.0f} | {hf_mimo:,.0f} / {hf_qwen:,.0f} | "
+              f"{kit / hf_mimo:.2f}× / {kit / hf_qwen:.2f}× | {same} |", flush=True)
+
+    spec_prompts = prompts[:args.spec_prompts]
+    rows = [("1 (trained)", model, 1)]
+    if args.mtp_layers > 1:
+        extended = extend_mtp_layers(model, args.mtp_layers)
+        train_prompts, _ = task.prompts(256, seed=8, tokenizer=tokenizer)
+        params = SamplingParams(temperature=0, max_new_tokens=64, stop_token_ids=[tokenizer.eos_token_id])
+        outputs = generate(model, train_prompts, params, max_batch_size=64)
+        batches = completion_batches(train_prompts, [c.tokens for c in outputs],
+                                     profile.inference.mtp_finetune_batch, device=device,
+                                     pad_token_id=tokenizer.eos_token_id)
+        finetune_new_mtp_layers(extended, batches, profile.inference.mtp_finetune_steps,
+                                lr=profile.inference.mtp_finetune_lr)
+        rows.append((f"{args.mtp_layers} (copies fine-tuned)", extended.eval(), args.mtp_layers))
+    print(f"\n| MTP drafts | plain tok/s | speculative tok/s | speed-up | acceptance per draft "
+          f"(conditional) | tokens per pass | same tokens |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m, k in rows:
+        plain, spec, stats, same = speculative(m, spec_prompts, tokenizer.eos_token_id, 64, k,
+                                               args.repeats, device)
+        acceptance = ", ".join(f"{a:.2f}" for a in stats.conditional_acceptance)
+        print(f"| {name} | {plain:,.0f} | {spec:,.0f} | {spec / plain:.2f}× | {acceptance} | "
+              f"{stats.mean_accepted_length:.2f} | {same} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

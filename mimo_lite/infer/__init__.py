@@ -1,0 +1,13 @@
+"""Fast generation: KV cache, sampling, continuous batching, MTP speculative decoding (notebook 05)."""
+
+from .cache import CacheWindow, KVCache, kv_bytes_per_token
+from .engine import Completion, Engine
+from .generate import generate
+from .mtp_extension import completion_batches, extend_mtp_layers, finetune_new_mtp_layers
+from .sampling import SamplingParams, probabilities, sample
+from .speculative import SpecStats, accept_drafts, speculative_generate, teacher_forced_acceptance
+
+__all__ = ["CacheWindow", "Completion", "Engine", "KVCache", "SamplingParams", "SpecStats",
+           "accept_drafts", "completion_batches", "extend_mtp_layers", "finetune_new_mtp_layers",
+           "generate", "kv_bytes_per_token", "probabilities", "sample", "speculative_generate",
+           "teacher_forced_acceptance"]

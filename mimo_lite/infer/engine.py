@@ -1,0 +1,227 @@
+"""Continuous batching: new requests join while others decode; each finished one is reported at once.
+
+Static batching waits for the longest sequence of a batch before starting the next batch, so
+the rows that finished early sit idle. Here every step
+
+  1. decodes one token for every active row (one forward pass over the batch), and releases the
+     rows that finished: their completions are returned by this very step;
+  2. admits waiting requests into the free rows: one prefill pass over their prompts, which
+     also samples their first token.
+
+This is the generation side of MiMo's "continuous rollout" (report §3.4.1, facts file §5.1): a
+finished rollout goes to the reward as soon as it ends, and a new one takes its place.
+
+Rows stay packed: when row r finishes, the last active row moves into it (K/V included), so the
+active rows are always cache rows 0..n-1 and each step attends over one contiguous slice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .cache import KVCache
+from .sampling import SamplingParams, sample
+
+
+@dataclass
+class Completion:
+    """One finished request: the generated `tokens`, the log-probability of each, why it ended.
+
+    finish_reason: "stop" (a stop token or stop string) or "length" (max_new_tokens or the
+    context). Steps are engine steps: arrival (add_request), start (prefill), end (finished).
+    """
+
+    request_id: int
+    prompt: list[int]
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    text: str | None = None
+    arrival_step: int = 0
+    start_step: int | None = None
+    end_step: int | None = None
+
+
+class StopRule:
+    """Decides, token by token, whether a completion has ended (shared with speculative decoding)."""
+
+    def __init__(self, params: SamplingParams, tokenizer=None):
+        if params.stop_strings and tokenizer is None:
+            raise ValueError("stop_strings can only be matched on decoded text: pass tokenizer=... "
+                             "(anything with a .decode(list_of_ids) method).")
+        self.stop_ids = frozenset(params.stop_token_ids)
+        self.stop_strings = params.stop_strings
+        # a stop string of c characters is spelled by at most c tokens (each decodes to ≥ 1 char)
+        self.window = max((len(s) for s in self.stop_strings), default=0)
+        self.tokenizer = tokenizer
+
+    def __call__(self, tokens: list[int], max_new: int) -> str | None:
+        if tokens[-1] in self.stop_ids:
+            return "stop"
+        if self.stop_strings:
+            tail = self.tokenizer.decode(tokens[-self.window:])
+            if any(s in tail for s in self.stop_strings):
+                return "stop"
+        if len(tokens) >= max_new:
+            return "length"
+        return None
+
+
+@dataclass
+class _Row:
+    completion: Completion
+    max_new: int
+    length: int          # tokens of this row held in the cache
+
+
+class Engine:
+    """Generates for requests as they arrive, at most `max_batch_size` at a time.
+
+        engine = Engine(model, SamplingParams(temperature=0), max_batch_size=32)
+        engine.add_request(prompt_ids)
+        while engine.has_unfinished():
+            for completion in engine.step():   # the requests that finished in this step
+                ...
+
+    `max_length` (prompt + completion, default the model's context) sizes the preallocated KV
+    cache; `tokenizer` is needed for stop strings and fills `Completion.text`.
+    """
+
+    def __init__(self, model, params: SamplingParams, max_batch_size: int = 32,
+                 max_length: int | None = None, tokenizer=None):
+        context = model.config.max_position_embeddings
+        max_length = context if max_length is None else max_length
+        if not 1 < max_length <= context:
+            raise ValueError(f"max_length={max_length} must lie in [2, {context}], the model's "
+                             f"context (max_position_embeddings).")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be ≥ 1, got {max_batch_size}.")
+        self.model, self.params, self.tokenizer = model, params, tokenizer
+        self.max_batch_size, self.max_length = max_batch_size, max_length
+        self.stop = StopRule(params, tokenizer)
+        self.device = model.lm_head.weight.device
+        self.generator = params.generator(self.device)
+        with torch.inference_mode():
+            self.cache = KVCache.for_model(model, max_batch_size, max_length, include_mtp=False)
+        self.rows: list[_Row] = []                                # active: cache rows 0..n-1
+        self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
+        self.waiting: deque[tuple[Completion, int]] = deque()
+        self.steps = 0
+        self._next_id = 0
+
+    def add_request(self, prompt: Sequence[int], max_new_tokens: int | None = None,
+                    request_id: int | None = None) -> int:
+        """Queue a prompt (token ids); returns its request id. It starts at the next step."""
+        prompt = list(prompt)
+        vocab = self.model.config.vocab_size
+        if not prompt:
+            raise ValueError("A prompt must hold at least one token.")
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise ValueError(f"Prompt token ids must lie in [0, {vocab}) (the vocabulary), got "
+                             f"{min(prompt)}..{max(prompt)}.")
+        if len(prompt) >= self.max_length:
+            raise ValueError(f"A prompt of {len(prompt)} tokens leaves no room in a context of "
+                             f"{self.max_length} tokens: shorten the prompt or raise max_length "
+                             f"(the model's context is {self.model.config.max_position_embeddings}).")
+        max_new = self.params.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if max_new < 1:
+            raise ValueError(f"max_new_tokens must be ≥ 1, got {max_new}.")
+        if request_id is None:
+            request_id = self._next_id
+        self._next_id = max(self._next_id, request_id) + 1
+        completion = Completion(request_id, prompt, arrival_step=self.steps)
+        self.waiting.append((completion, min(max_new, self.max_length - len(prompt))))
+        return request_id
+
+    def has_unfinished(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def run(self) -> Iterator[Completion]:
+        """Step until every request has finished, yielding each completion as it finishes."""
+        while self.has_unfinished():
+            yield from self.step()
+
+    @torch.inference_mode()
+    def step(self) -> list[Completion]:
+        """Decode one token for every active row, then admit waiting requests into free rows."""
+        self.steps += 1
+        finished: list[Completion] = []
+        if self.rows:
+            self._decode(finished)
+        if self.waiting and len(self.rows) < self.max_batch_size:
+            self._prefill(finished)
+        return finished
+
+    def _decode(self, finished: list[Completion]) -> None:
+        n = len(self.rows)
+        lengths = [row.length for row in self.rows]
+        shortest, longest = min(lengths), max(lengths)
+        if shortest == longest:     # every row equally long: a plain slice, no mask needed
+            window = self.cache.window(longest, 1, rows=slice(0, n))
+        else:
+            starts = torch.tensor(lengths, device=self.device)
+            window = self.cache.window(starts, 1, rows=slice(0, n), span=longest + 1)
+        h = self.model.model(self.next_tokens[:, None], position_ids=window.position_ids,
+                             attention_mask=window.attention_mask, cache=window)   # (n, 1, D)
+        logits = self.model.lm_head(self.model.model.norm(h[:, -1]))               # (n, V)
+        for row in self.rows:
+            row.length += 1
+        tokens, logprobs = sample(logits, self.params, self.generator)
+        self.next_tokens = tokens
+        self._append(0, tokens, logprobs, finished)
+
+    def _prefill(self, finished: list[Completion]) -> None:
+        first = len(self.rows)
+        admitted = [self.waiting.popleft()
+                    for _ in range(min(self.max_batch_size - first, len(self.waiting)))]
+        lengths = [len(c.prompt) for c, _ in admitted]
+        # right padding: row i's padded tail lands beyond its length, so it is masked, then overwritten
+        ids = torch.zeros(len(admitted), max(lengths), dtype=torch.long)
+        for i, (c, _) in enumerate(admitted):
+            ids[i, :len(c.prompt)] = torch.tensor(c.prompt)
+        window = self.cache.window(0, ids.shape[1], rows=slice(first, first + len(admitted)))
+        h = self.model.model(ids.to(self.device), cache=window)                   # (m, T, D)
+        last = torch.tensor(lengths, device=self.device) - 1
+        h_last = h[torch.arange(len(admitted), device=self.device), last]          # (m, D)
+        logits = self.model.lm_head(self.model.model.norm(h_last))
+        for (c, max_new), length in zip(admitted, lengths):
+            c.start_step = self.steps
+            self.rows.append(_Row(c, max_new, length))
+        tokens, logprobs = sample(logits, self.params, self.generator)
+        self.next_tokens = torch.cat([self.next_tokens, tokens])
+        self._append(first, tokens, logprobs, finished)
+
+    def _append(self, first: int, tokens: torch.Tensor, logprobs: torch.Tensor,
+                finished: list[Completion]) -> None:
+        """Record the sampled token of rows first.., then release the rows that ended."""
+        done = []
+        for i, (token, logprob) in enumerate(zip(tokens.tolist(), logprobs.tolist()), start=first):
+            row = self.rows[i]
+            c = row.completion
+            c.tokens.append(token)
+            c.logprobs.append(logprob)
+            reason = self.stop(c.tokens, row.max_new)
+            if reason:
+                c.finish_reason, c.end_step = reason, self.steps
+                if self.tokenizer is not None:
+                    c.text = self.tokenizer.decode(c.tokens)
+                finished.append(c)
+                done.append(i)
+        if done:
+            self._release(done)
+
+    def _release(self, done: list[int]) -> None:
+        """Drop finished rows, moving the last active row into each hole (highest hole first)."""
+        order = list(range(len(self.rows)))
+        for r in sorted(done, reverse=True):
+            last = len(self.rows) - 1
+            if r != last:
+                self.cache.move_row(last, r, self.rows[last].length)
+                self.rows[r], order[r] = self.rows[last], order[last]
+            self.rows.pop()
+            order.pop()
+        self.next_tokens = self.next_tokens[torch.tensor(order, dtype=torch.long, device=self.device)]

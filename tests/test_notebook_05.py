@@ -1,0 +1,25 @@
+import pytest
+
+
+@pytest.mark.notebook
+def test_notebook_05_inference_mtp(run_notebook):
+    r = run_notebook("05")
+    # KV cache: MiMo-7B's 2 × 36 layers × 8 KV heads × 128 × 2 bytes; decoding unchanged by the cache
+    assert r["kv_bytes_per_token_mimo_7b"] == 2 * 36 * 8 * 128 * 2
+    assert r["kv_gib_mimo_7b_32k"] == pytest.approx(r["kv_bytes_per_token_mimo_7b"] * 32768 / 2**30)
+    assert r["cache_same_tokens"] is True
+    assert r["tok_s_cache"] > 0 and r["tok_s_no_cache"] > 0
+    # continuous batching: same completions as static batching, in fewer steps, rows busier
+    assert r["batching_same_outputs"] is True
+    assert r["batching_steps"]["continuous"] < r["batching_steps"]["static"]
+    assert r["batching_rows_busy"]["continuous"] > r["batching_rows_busy"]["static"]
+    # speculative decoding: greedy output unchanged; acceptance and tokens per pass consistent
+    assert r["spec1_identical"] is True and r["spec3_identical"] is True
+    assert 0 <= r["spec1_acceptance"] <= 1
+    assert r["spec1_teacher_forced"] == pytest.approx(r["acceptance_copies"][0])   # same layer, same text
+    assert r["spec1_mean_accepted_length"] == pytest.approx(1 + r["spec1_acceptance"])
+    assert r["spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["spec3_acceptance"]))
+    assert len(r["acceptance_copies"]) == len(r["acceptance_finetuned"]) == 3
+    # the first MTP layer is frozen during the extension: its acceptance cannot move
+    assert r["acceptance_finetuned"][0] == pytest.approx(r["acceptance_copies"][0])
+    assert r["spec1_speedup"] > 0 and r["spec3_speedup"] > 0
