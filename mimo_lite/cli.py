@@ -47,10 +47,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="toy")
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 03 05")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("pretrain", help="three-stage pre-training (resumes a killed run)")
+    p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--control", action="store_true", help="also run the stage-1 control")
     args = parser.parse_args(argv)
     try:
         if args.command == "notebooks":
             run_notebooks(args.profile, args.only, args.runs)
+        elif args.command == "pretrain":
+            from .train.pretrain import ensure_base_model, run_control
+            ensure_base_model(args.config, args.runs)
+            if args.control:
+                run_control(args.config, args.runs)
     except ValueError as err:        # config and profile errors: one sentence, no traceback
         sys.exit(f"mimo-lite: {err}")
 

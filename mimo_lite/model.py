@@ -142,7 +142,7 @@ class MTPLayer(DecoderLayer):
         z = self.input_proj(torch.cat([self.hidden_layernorm(hidden),
                                        self.token_layernorm(next_token_embeds)], dim=-1))
         z = super().forward(z, cos, sin, mask, cache)
-        return z  # pre-norm output: the next MTP layer chains from it; final_layernorm before lm_head
+        return z, self.final_layernorm(z)   # the next MTP layer chains from z; lm_head reads the normed one
 
 
 @dataclass
@@ -290,8 +290,8 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
             token_embeds = self.model.embed_tokens(input_ids[:, k + 1:k + 1 + T])          # x_{t+k+1}
             positions = torch.arange(k + 1, k + 1 + T, device=h.device).expand(h.shape[0], T)
             cos, sin = self.model.rope(positions, h.dtype)
-            h = layer(h[:, :T], token_embeds, cos, sin)                                    # (B, T, D)
-            outputs.append(self.lm_head(layer.final_layernorm(h)))
+            h, normed = layer(h[:, :T], token_embeds, cos, sin)                            # (B, T, D)
+            outputs.append(self.lm_head(normed))
         return tuple(outputs)
 
 

@@ -33,6 +33,7 @@ def runs_dir(profile_name: str, root: str | Path | None = None) -> Path:
 class NotebookRun:
     def __init__(self, name: str, profile: Profile, runs_root: str | Path | None = None):
         self.name, self.profile = name, profile
+        profile.use_threads()
         self.dir = runs_dir(profile.name, runs_root)              # artifacts: runs/<profile>/
         self.out = self.dir / "notebooks"                          # executed copies and figures
         self.figures = self.out / "figures" / name

@@ -27,6 +27,126 @@ class ModelSection:
         return preset(self.preset, **{**self.overrides, **more})
 
 
+DOMAINS = ("general", "math", "code", "synthetic_reasoning")
+
+
+@dataclass
+class StageSection:
+    """One pretraining stage's data (report §2.1): token share per domain and context length."""
+    weights: dict = field(default_factory=dict)   # domain -> share of the stage's tokens, sum 1
+    seq_len: int = 256                            # packed sequence length (the stage's context)
+    low_value_keep: float = 1.0                   # share of tagger-flagged low-value docs kept
+
+
+@dataclass
+class DataSection:
+    """Sizes of the pretraining corpus (notebook 01) and its three-stage mixture."""
+    code_files: int = 200          # standard-library modules read as code (tests included)
+    docstring_modules: int = 300   # non-test modules whose docstrings become prose pages
+    pydoc_topics: int = 79         # sections of the language reference shipped in `pydoc_data`
+    math_docs: int = 4000          # generated worked problems and expositions
+    reasoning_docs: int = 2000     # step-by-step <think> solutions (stand-in for distilled data)
+    low_value_docs: int = 600      # ads, boilerplate, job posts, generated code tables
+    exact_copies: int = 200        # planted verbatim copies, for exact dedup to find
+    near_copies: int = 200         # planted lightly edited copies, for MinHash to find
+    max_doc_chars: int = 6000      # longer documents are split at a line break into parts
+    heldout_fraction: float = 0.03 # per-domain held-out documents for evaluation
+    tagger_labelled: int = 1500    # labelled documents the quality tagger learns from
+    stage1: StageSection = field(default_factory=lambda: StageSection(
+        {"general": 0.6, "math": 0.15, "code": 0.25, "synthetic_reasoning": 0.0}, 256, 0.2))
+    stage2: StageSection = field(default_factory=lambda: StageSection(
+        {"general": 0.3, "math": 0.4, "code": 0.3, "synthetic_reasoning": 0.0}, 256, 0.2))
+    stage3: StageSection = field(default_factory=lambda: StageSection(
+        {"general": 0.2, "math": 0.4, "code": 0.3, "synthetic_reasoning": 0.1}, 512, 0.2))
+
+    def __post_init__(self):
+        for name in ("code_files", "docstring_modules", "pydoc_topics", "math_docs", "reasoning_docs",
+                     "low_value_docs", "exact_copies", "near_copies", "tagger_labelled"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"data.{name} must be a whole number ≥ 0, got {value!r}.")
+        if not isinstance(self.max_doc_chars, int) or self.max_doc_chars < 200:
+            raise ValueError(f"data.max_doc_chars must be an integer ≥ 200, got "
+                             f"{self.max_doc_chars!r}.")
+        if not 0 < self.heldout_fraction < 0.5:
+            raise ValueError(f"data.heldout_fraction must lie strictly between 0 and 0.5, got "
+                             f"{self.heldout_fraction!r}.")
+        for number in (1, 2, 3):
+            _check_stage(f"data.stage{number}", self.stage(number))
+
+    def stage(self, number: int) -> StageSection:
+        if number not in (1, 2, 3):
+            raise ValueError(f"MiMo pretrains in stages 1, 2 and 3; there is no stage {number!r}.")
+        return getattr(self, f"stage{number}")
+
+
+def _check_stage(where: str, stage: StageSection) -> None:
+    unknown = set(stage.weights) - set(DOMAINS)
+    if unknown:
+        raise ValueError(f"{where}.weights names unknown domain(s) {sorted(unknown)}; the domains "
+                         f"are {list(DOMAINS)}.")
+    if any(not isinstance(w, (int, float)) or w < 0 for w in stage.weights.values()):
+        raise ValueError(f"{where}.weights must be numbers ≥ 0, got {stage.weights}.")
+    total = sum(stage.weights.values())
+    if abs(total - 1) > 1e-6:
+        raise ValueError(f"{where}.weights are token shares and must sum to 1, but they sum to "
+                         f"{total:g}: rescale them.")
+    if not isinstance(stage.seq_len, int) or stage.seq_len < 8:
+        raise ValueError(f"{where}.seq_len must be an integer ≥ 8, got {stage.seq_len!r}.")
+    if not 0 <= stage.low_value_keep <= 1:
+        raise ValueError(f"{where}.low_value_keep is the share of low-value documents kept and "
+                         f"must lie in [0, 1], got {stage.low_value_keep!r}.")
+
+
+@dataclass
+class TokenizerSection:
+    """Byte-level BPE (notebook 02). Its vocabulary size is the model's `vocab_size`."""
+    train_chars: int = 8_000_000   # characters of training-split text the BPE learns merges from
+    min_frequency: int = 2         # a pair must occur this often to become a merge
+
+    def __post_init__(self):
+        if not isinstance(self.train_chars, int) or self.train_chars < 10_000:
+            raise ValueError(f"tokenizer.train_chars must be an integer ≥ 10000, got "
+                             f"{self.train_chars!r}.")
+        if not isinstance(self.min_frequency, int) or self.min_frequency < 1:
+            raise ValueError(f"tokenizer.min_frequency must be an integer ≥ 1, got "
+                             f"{self.min_frequency!r}.")
+
+
+@dataclass
+class PretrainSection:
+    """Sizes of the pre-training run (notebook 04); the schedule's shape is the paper's."""
+    total_tokens: int = 2_000_000
+    peak_lr: float = 2e-3                 # the paper: 1.07e-4 at 7B; small models take more
+    batch_tokens: int = 8192              # full batch, in tokens (the paper: ≈21M)
+    micro_batch: int = 16                 # sequences per forward pass (gradient accumulation above)
+    stage_fractions: list = field(default_factory=lambda: [0.6, 0.25, 0.15])
+    min_warmup_tokens: int = 50_000
+    stage3_rope_theta: float = 640_000.0  # stage 3 raises the RoPE base (10k → 640k, report §2.3)
+    weight_decay: float = 0.1
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    log_every: int = 10                   # optimiser steps between metric lines
+    checkpoint_every: int = 50            # optimiser steps between checkpoints
+    heldout_sequences: int = 16           # per domain, for the held-out loss at each stage's end
+    compile: bool = False                 # torch.compile the model (GPU profiles)
+
+    def schedule(self):
+        from .train.schedules import Schedule
+        return Schedule(self.total_tokens, self.peak_lr, tuple(self.stage_fractions),
+                        self.min_warmup_tokens)
+
+
+@dataclass
+class ProblemsSection:
+    """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
+    math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
+    code_families: int = 9         # the first families of data/problems/code.yaml (9 in all)
+    code_variants: int = 3         # problems per code family, its first variants
+    typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
+    heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
+
+
 @dataclass
 class InferenceSection:
     """Notebook 05: KV cache, continuous batching, MTP speculative decoding."""
@@ -46,7 +166,12 @@ class Profile:
     seed: int = 0
     device: str = "cpu"          # "cpu", "cuda", or "auto" (cuda when available)
     dtype: str = "float32"       # training/inference dtype on that device ("bfloat16" on GPU)
+    threads: int = 0             # CPU threads for torch; 0 keeps torch's default (one per core)
     model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+    problems: ProblemsSection = field(default_factory=ProblemsSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
 
     @property
@@ -55,6 +180,13 @@ class Profile:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def use_threads(self) -> None:
+        """Apply `threads`. On 2 cores, 2 threads run ~5× slower than 1 as soon as any other
+        process wants a core (the threads spin waiting for each other); toy profiles pick 1."""
+        if self.threads:
+            import torch
+            torch.set_num_threads(self.threads)
 
     @property
     def torch_dtype(self):
@@ -100,3 +232,8 @@ def _build(cls, raw: dict, where: str):
             value = _build(section, value or {}, f"{where}:{key}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def as_profile(profile: str | Path | Profile) -> Profile:
+    """A loaded profile, given one or its name/path (library entry points accept all three)."""
+    return profile if isinstance(profile, Profile) else load_profile(profile)

@@ -26,3 +26,11 @@ def run_notebook(smoke_runs):
         return json.loads(executed.with_suffix(".json").read_text())
 
     return run
+
+
+def pytest_configure(config):
+    # The unit tests use models of a few thousand parameters, for which one thread is fastest and
+    # results are bitwise repeatable; notebooks run in their own kernels with their own settings.
+    import torch
+
+    torch.set_num_threads(1)

@@ -122,8 +122,8 @@ def _draft(model, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, 
         tokens = (known + drafts)[k:k + T]                      # x_{t+k+1}, t = s..n-1
         embeds = m.embed_tokens(torch.tensor([tokens], device=z.device))
         rope = cos[:, k:k + T], sin[:, k:k + T]                 # positions t+k+1
-        z = layer(z, embeds, *rope, window.attention_mask, window)   # its slot: L + k
-        logits = model.lm_head(layer.final_layernorm(z[:, -1]))  # (1, V)
+        z, normed = layer(z, embeds, *rope, window.attention_mask, window)   # its slot: L + k
+        logits = model.lm_head(normed[:, -1])                                # (1, V)
         if params.greedy:
             drafts.append(logits.argmax(-1).item())
         else:

@@ -1,0 +1,109 @@
+"""Training throughput: mimo-lite vs transformers' Qwen2ForCausalLM, same shape, same batches.
+
+    python benchmarks/bench_pretrain.py                       # CPU, toy size, fp32
+    python benchmarks/bench_pretrain.py --size gpu --device cuda --dtype bfloat16 --compile
+
+Both models get identical weights and the same batches, and each optimiser step (forward,
+backward, AdamW) is timed alternately in one process. mimo-lite runs twice: main stack only
+(the same computation as Qwen2) and with its MTP layer and loss (what pre-training runs).
+On CUDA it also prints MFU: achieved FLOP/s over the GPU's bf16 dense peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from mimo_lite.config import preset
+from mimo_lite.model import MiMoForCausalLM
+
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}   # dense bf16 FLOP/s
+
+
+def train_flops_per_token(model, seq_len: int) -> float:
+    """6·N for the matrices plus attention's 12·layers·seq·d_model (PaLM's estimate)."""
+    c = model.config
+    n = sum(p.numel() for n_, p in model.named_parameters() if "embed_tokens" not in n_)
+    return 6 * n + 12 * c.num_hidden_layers * seq_len * c.hidden_size
+
+
+def timed_steps(model, batches, steps, device, dtype, compile_):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            fused=device.type == "cuda")
+    fwd = torch.compile(model) if compile_ else model
+    autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step(batch):
+        with autocast:
+            loss = fwd(batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for b in batches[:3]:                     # warm-up (and compilation)
+        step(b)
+    times = []
+    for b in batches[:steps]:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="toy")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compile", action="store_true")
+    args = ap.parse_args()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+
+    torch.manual_seed(0)
+    cfg = preset(args.size)
+    ours_mtp = MiMoForCausalLM(cfg).to(device)
+    ours = MiMoForCausalLM(preset(args.size, num_nextn_predict_layers=0)).to(device)
+    ours.load_state_dict({k: v for k, v in ours_mtp.state_dict().items() if "mtp_layers" not in k})
+    fields = {k: v for k, v in cfg.to_dict().items()
+              if k not in ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures")}
+    qcfg = Qwen2Config(**fields)
+    qcfg._attn_implementation = "sdpa"
+    theirs = Qwen2ForCausalLM(qcfg).to(device)
+    theirs.load_state_dict(ours.state_dict())
+    batches = [torch.randint(0, cfg.vocab_size, (args.batch, args.seq), device=device)
+               for _ in range(args.steps + 3)]
+    runs = {"transformers Qwen2": theirs, "mimo-lite (main stack)": ours, "mimo-lite (+MTP layer & loss)": ours_mtp}
+    results = {name: [] for name in runs}
+    for _ in range(args.rounds):                       # alternate, so drift hits all alike
+        for name, model in runs.items():
+            results[name] += timed_steps(model, batches, args.steps, device, dtype, args.compile)
+    tokens = args.batch * args.seq
+    base = tokens / statistics.median(results["transformers Qwen2"])
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else None
+    peak = next((v for k, v in PEAK_BF16.items() if gpu and k in gpu), None)
+    print(f"size={args.size} device={device} {gpu or ''} dtype={args.dtype} compile={args.compile} "
+          f"batch={args.batch}x{args.seq} threads={torch.get_num_threads()} "
+          f"params={sum(p.numel() for p in ours.parameters()):,}")
+    for name, times in results.items():
+        tps = tokens / statistics.median(times)
+        line = f"  {name:<32} {tps:>12,.0f} tok/s   ratio vs transformers {tps / base:5.2f}x"
+        if peak:
+            line += f"   MFU {tps * train_flops_per_token(ours, args.seq) / peak:5.1%}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Artifacts under `runs/<profile>/`: built once, reused while their config is unchanged.
+
+Each artifact folder carries a `BUILD.json` holding the fingerprint (a hash of everything the
+build read: config sections, upstream fingerprints, Python version). A folder whose fingerprint
+differs from the current one is stale and is rebuilt. A build writes into a hidden sibling folder
+and is swapped into place only when complete, so an interrupted build never leaves a half-written
+artifact behind: the old one, or nothing, stays readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+MARKER = "BUILD.json"
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able parts (dataclasses are converted to dicts)."""
+    def plain(x):
+        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else str(x)
+    text = json.dumps(parts, sort_keys=True, default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def current(folder: Path, digest: str) -> bool:
+    """Whether `folder` holds a complete build with fingerprint `digest`."""
+    try:
+        return json.loads((Path(folder) / MARKER).read_text())["fingerprint"] == digest
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def build_info(folder: Path) -> dict:
+    """The BUILD.json of a complete build: fingerprint, seconds it took, what the builder added."""
+    return json.loads((Path(folder) / MARKER).read_text())
+
+
+@contextlib.contextmanager
+def building(folder: Path, digest: str, **info):
+    """Yield a scratch folder; on success it replaces `folder`, stamped with `digest`, the
+    build's duration in seconds, and `info`.
+
+    with building(path, digest) as tmp: write into tmp
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    t0 = time.perf_counter()
+    try:
+        yield tmp
+        marker = {"fingerprint": digest, "seconds": round(time.perf_counter() - t0, 2), **info}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2, default=str))
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """Silence `datasets` progress bars while the kit builds artifacts (restored afterwards)."""
+    import datasets
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()

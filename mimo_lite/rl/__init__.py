@@ -1,0 +1,1 @@
+"""Reinforcement learning from verifiable rewards: problems, verifiers, sandbox, rewards, GRPO."""

@@ -1,0 +1,149 @@
+"""Pre-training on the kit's corpus: `pretrain(profile)` and `ensure_base_model(profile)`.
+
+Glue between the data pipeline (notebook 01: stage samplers and held-out splits), the tokenizer
+(notebook 02) and the loop (`loop.train`). The run lives in `runs/<profile>/pretrain/` (metrics,
+checkpoints: a killed run resumes), the result in `runs/<profile>/base/`, a transformers
+checkpoint with its tokenizer: `AutoModelForCausalLM.from_pretrained("runs/toy/base")`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..artifacts import build_info, building, current, fingerprint, write_json
+from ..model import MiMoForCausalLM
+from ..notebook import runs_dir
+from ..profile import DOMAINS, as_profile
+from . import parallel
+from .loop import PretrainSection, train
+
+
+class SamplerStream:
+    """A stage sampler read from a position onwards (the loop's TokenStream)."""
+
+    def __init__(self, sampler, position: int):
+        self.sampler, self.position = sampler, position
+
+    def take(self, n: int) -> torch.Tensor:
+        rows, _ = self.sampler.batch(self.position, n)
+        self.position += n
+        return rows
+
+
+def model_config(profile, tokenizer):
+    """The profile's model config, with the tokenizer's special ids and room for stage 3's context."""
+    longest = max(profile.data.stage(s).seq_len for s in (1, 2, 3))
+    base = profile.model.config()
+    return profile.model.config(
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=max(base.max_position_embeddings, longest))
+
+
+def _setup(profile, runs_root):
+    from ..data.mixture import ensure_packed, heldout_sequences, stage_sampler
+    from ..tokenizer import ensure_tokenizer
+
+    tokenizer = ensure_tokenizer(profile, runs_root)
+    packed = build_info(ensure_packed(profile, runs_root))["fingerprint"]
+    cfg: PretrainSection = profile.pretrain
+    config = model_config(profile, tokenizer)
+    seq_lens = {s: profile.data.stage(s).seq_len for s in (1, 2, 3)}
+    samplers = {}
+
+    def streams(stage: int, position: int) -> SamplerStream:
+        if stage not in samplers:
+            samplers[stage] = stage_sampler(profile, stage, runs_root)
+        return SamplerStream(samplers[stage], position)
+
+    heldout = {}
+    for domain in DOMAINS:
+        rows = heldout_sequences(profile, domain, seq_lens[1], runs_root)[:cfg.heldout_sequences]
+        if len(rows):
+            heldout[domain] = rows
+    digest = fingerprint("pretrain", packed, config.to_dict(), cfg, profile.seed, profile.dtype)
+    return tokenizer, config, seq_lens, streams, heldout, digest
+
+
+def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, heldout,
+         curriculum=True, max_steps=None, progress=True):
+    """Train in `folder`, resuming what a run with the same fingerprint left there."""
+    stamp = folder / "FINGERPRINT"
+    if folder.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(folder)                      # another config's run: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    torch.manual_seed(profile.seed)
+    profile.use_threads()
+    parallel.init()
+    device = profile.torch_device
+    model = parallel.shard(MiMoForCausalLM(config).to(device))
+    state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
+                  dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
+                  progress=progress)
+    return model, state
+
+
+def pretrain(profile, runs_root: str | Path | None = None, progress: bool = True,
+             control: bool = False):
+    """Run (or resume) the three-stage pre-training of `profile`; returns (model, tokenizer, state).
+
+    With `control=True` it also runs the control for notebook 04: from the end of stage 1,
+    the same tokens again on stage 1's mixture (runs/<profile>/pretrain_control/).
+    """
+    profile = as_profile(profile)
+    tokenizer, config, seq_lens, streams, heldout, digest = _setup(profile, runs_root)
+    root = runs_dir(profile.name, runs_root)
+    model, state = _run(root / "pretrain", digest, profile, config, profile.pretrain, streams,
+                        seq_lens, heldout, progress=progress)
+    if control:
+        run_control(profile, runs_root, progress)
+    return model, tokenizer, state
+
+
+def run_control(profile, runs_root=None, progress: bool = True):
+    """Continue stage 1's mixture from stage 1's end for the tokens stages 2–3 used."""
+    from . import checkpoint
+
+    profile = as_profile(profile)
+    tokenizer, config, seq_lens, streams, heldout, digest = _setup(profile, runs_root)
+    root = runs_dir(profile.name, runs_root)
+    folder = root / "pretrain_control"
+    stage1_end = checkpoint.checkpoints(root / "pretrain" / "stage_ends")[-1]   # oldest = stage 1's end
+    if not (folder / "checkpoints").exists() or (folder / "FINGERPRINT").read_text() != digest:
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "checkpoints").mkdir(parents=True)
+        shutil.copytree(stage1_end, folder / "checkpoints" / stage1_end.name)
+        shutil.copy(root / "pretrain" / "metrics.jsonl", folder / "metrics.jsonl")
+    return _run(folder, digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
+                curriculum=False, progress=progress)
+
+
+def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bool = True):
+    """The pre-trained base model and tokenizer of `profile` (runs/<profile>/base/), trained if missing."""
+    from transformers import AutoTokenizer
+
+    profile = as_profile(profile)
+    tokenizer, config, *_, digest = _setup(profile, runs_root)
+    folder = runs_dir(profile.name, runs_root) / "base"
+    if not current(folder, digest):
+        print(f"[mimo-lite] no base model for profile {profile.name!r} yet: pre-training it "
+              f"(three stages, {profile.pretrain.total_tokens:,} tokens) -> {folder}", flush=True)
+        model, tokenizer, state = pretrain(profile, runs_root, progress)
+        weights = parallel.full_state_dict(model)          # gathered from the shards under FSDP2
+        if parallel.rank() == 0:
+            plain = MiMoForCausalLM(model.config)
+            plain.load_state_dict(weights)
+            with building(folder, digest, tokens=state.tokens, steps=state.step) as tmp:
+                plain.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                write_json(tmp / "pretrain_summary.json", {"heldout_loss": state.heldout,
+                                                           "tokens": state.tokens, "steps": state.step})
+        parallel.barrier()
+    model = MiMoForCausalLM.from_pretrained(folder).to(profile.torch_device).eval()
+    return model, AutoTokenizer.from_pretrained(folder)

@@ -1,0 +1,57 @@
+"""A learnable toy token stream for exercising the pre-training loop without building a corpus."""
+
+import torch
+
+from mimo_lite.config import preset
+from mimo_lite.model import MiMoForCausalLM
+from mimo_lite.train.loop import PretrainSection
+
+VOCAB = 64
+
+
+class CountingStream:
+    """Sequences a, a+k, a+2k, … (mod VOCAB): the next token and the one after are predictable."""
+
+    def __init__(self, stage: int, position: int, seq_len: int):
+        self.stage, self.position, self.seq_len = stage, position, seq_len
+
+    def take(self, n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(1000 * self.stage + self.position)
+        start = torch.randint(0, VOCAB, (n, 1), generator=g)
+        step = torch.randint(1, 4, (n, 1), generator=g)
+        self.position += n
+        return (start + step * torch.arange(self.seq_len)) % VOCAB
+
+
+SEQ_LENS = {1: 16, 2: 16, 3: 32}
+
+
+def streams(stage: int, position: int) -> CountingStream:
+    return CountingStream(stage, position, SEQ_LENS[stage])
+
+
+def tiny_model(seed: int = 0) -> MiMoForCausalLM:
+    torch.manual_seed(seed)
+    return MiMoForCausalLM(preset("smoke", vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                                  num_attention_heads=2, num_key_value_heads=1))
+
+
+def tiny_config(**overrides) -> PretrainSection:
+    base = dict(total_tokens=24_000, peak_lr=3e-3, batch_tokens=256, micro_batch=8,
+                min_warmup_tokens=1000, log_every=1, checkpoint_every=5, heldout_sequences=4)
+    return PretrainSection(**{**base, **overrides})
+
+
+def run(out_dir, max_steps=None):
+    from mimo_lite.train.loop import train
+    torch.manual_seed(0)
+    model = tiny_model()
+    heldout = {"counting": streams(1, 10_000).take(8)}
+    return train(model, tiny_config(), streams, SEQ_LENS, out_dir, heldout=heldout,
+                 max_steps=max_steps, progress=False), model
+
+
+if __name__ == "__main__":   # the process the resume test kills
+    import sys
+    torch.set_num_threads(1)
+    run(sys.argv[1])

@@ -1,0 +1,23 @@
+import pytest
+
+from mimo_lite.config import PRESETS
+from mimo_lite.profile import DOMAINS
+
+pytestmark = pytest.mark.notebook
+
+
+def test_notebook_02_trains_the_tokenizer_and_measures_it(run_notebook):
+    r = run_notebook("02")
+    assert r["vocab_size"] == r["model_vocab_size"] == PRESETS["smoke"]["vocab_size"]
+    assert r["hand_bpe_merges_agree"] == 30                 # the by-hand loop is the algorithm
+    for domain in DOMAINS:
+        assert r["bytes_per_token"][domain] > 1.3 * r["char_level_bytes_per_token"][domain]
+        by_vocab = [r["bytes_per_token_by_vocab"][v][domain]
+                    for v in sorted(r["bytes_per_token_by_vocab"], key=int)]
+        assert by_vocab == sorted(by_vocab)                  # more merges, longer tokens
+    assert r["chunkings_of_4_digit_numbers"]["split digits"] == 1
+    assert r["share_with_multi_digit_token"]["split digits"] == 0
+    assert r["share_with_multi_digit_token"]["plain BPE"] > 0
+    assert r["special_tokens_single_ids"] and r["eos_token"] == "<|im_end|>"
+    assert r["embedding_share"]["MiMo-7B"] == pytest.approx(0.1586, abs=1e-3)
+    assert r["embedding_share"]["kit (smoke)"] > r["embedding_share"]["MiMo-7B"]

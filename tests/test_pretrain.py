@@ -1,0 +1,92 @@
+"""The pre-training loop: schedules, exact resume after SIGKILL, corrupted checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mimo_lite.train import checkpoint
+from mimo_lite.train.loop import read_metrics
+from mimo_lite.train.schedules import Schedule
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pretrain_helpers  # noqa: E402
+
+
+@pytest.mark.parametrize("total", [10_000, 3_000_000, 25_000_000_000_000])
+def test_schedule_has_the_papers_shape_at_any_budget(total):
+    s = Schedule(total, 1.07e-4)
+    ts = [int(total * i / 2000) for i in range(2000)]
+    lrs = [s.lr(t) for t in ts]
+    peak = max(lrs)
+    assert peak == pytest.approx(1.07e-4)
+    first_peak = next(i for i, v in enumerate(lrs) if v == peak)
+    assert all(a <= b for a, b in zip(lrs[:first_peak], lrs[1:first_peak + 1]))       # warm-up rises
+    assert all(a >= b - 1e-15 for a, b in zip(lrs[first_peak:], lrs[first_peak + 1:]))  # never rises again
+    end1, end2, _ = s.stage_ends
+    assert s.lr(end1) == pytest.approx(3e-5, rel=1e-3)                                # stage 1 decays to 3e-5
+    assert s.lr(end2 - 1) == pytest.approx(3e-5) and s.lr((end1 + end2) // 2) == pytest.approx(3e-5)
+    assert s.lr(total - 1) == pytest.approx(1e-5, rel=2e-2)                           # stage 3 ends at 1e-5
+    assert s.mtp_weight(0) == 0.3 and s.mtp_weight(total - 1) == 0.1
+    switch = next(t for t in ts if s.mtp_weight(t) == 0.1)
+    assert 0.42 < switch / total < 0.44                                               # 10.3T of 23.8T
+    assert s.batch_fraction(0) < 1 and s.batch_fraction(total // 10) == 1.0
+    assert [s.stage(t) for t in (0, end1, end2)] == [1, 2, 3]
+
+
+def test_loss_falls_and_stages_run_in_order(tmp_path):
+    state, _ = pretrain_helpers.run(tmp_path)
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(1, state.step + 1))
+    assert metrics[-1]["loss"] < 0.5 * metrics[0]["loss"]
+    assert sorted({m["stage"] for m in metrics}) == [1, 2, 3]
+    assert {m["seq_len"] for m in metrics if m["stage"] == 3} == {32}
+    assert set(state.heldout) == {"stage1", "stage2", "stage3"}
+    assert state.heldout["stage3"]["counting"] < state.heldout["stage1"]["counting"] + 0.5
+    assert metrics[-1]["mtp_top1"] > 0.5
+
+
+def test_killed_run_resumes_bitwise(tmp_path):
+    torch.set_num_threads(1)
+    reference, _ = pretrain_helpers.run(tmp_path / "straight")
+    expected = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, pretrain_helpers.__file__, str(out)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(checkpoint.checkpoints(out / "checkpoints")) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_metrics(out / "metrics.jsonl")) < len(expected), "the run finished before the kill"
+
+    resumed, _ = pretrain_helpers.run(out)
+    got = read_metrics(out / "metrics.jsonl")
+    assert [(m["step"], m["loss"], m["mtp_loss"], m["grad_norm"]) for m in got] == \
+           [(m["step"], m["loss"], m["mtp_loss"], m["grad_norm"]) for m in expected]
+    assert resumed.heldout == reference.heldout
+
+
+def test_corrupted_checkpoint_is_rejected_and_the_previous_one_used(tmp_path):
+    pretrain_helpers.run(tmp_path, max_steps=10)
+    good, newest = checkpoint.checkpoints(tmp_path / "checkpoints")[1], \
+        checkpoint.checkpoints(tmp_path / "checkpoints")[0]
+    with open(newest / "model.safetensors", "r+b") as f:     # flip bytes in the newest
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.warns(UserWarning, match="corrupted model.safetensors.*previous checkpoint"):
+        assert checkpoint.latest_good(tmp_path / "checkpoints") == good
+    (tmp_path / "checkpoints" / ".tmp-step-00000099-1").mkdir()      # a write that was killed
+    (tmp_path / "checkpoints" / "step-00000099").mkdir()             # a folder without a manifest
+    with pytest.warns(UserWarning, match="no readable MANIFEST"):
+        assert checkpoint.latest_good(tmp_path / "checkpoints") == good
+    with pytest.raises(ValueError, match="corrupted model.safetensors"):
+        checkpoint.load(newest, pretrain_helpers.tiny_model(), torch.optim.AdamW(
+            pretrain_helpers.tiny_model().parameters()))

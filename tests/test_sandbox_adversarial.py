@@ -1,0 +1,298 @@
+"""Hostile programs: each one is contained, gets the right verdict, and leaves the host untouched."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mimo_lite.rl.sandbox import SANDBOX_UID_BASE, WORKERS, Limits, containment, run_tests
+
+FAST = Limits(cpu_s=1, wall_s=2.0, memory_mb=256, output_kb=64)
+RETURNS_FOUR = {"code": "assert f() == 4"}
+
+
+def run_one(program: str, test: dict = RETURNS_FOUR, limits: Limits = FAST):
+    [result] = run_tests(textwrap.dedent(program), [test], limits)
+    return result
+
+
+def sandbox_processes() -> list[int]:
+    """Processes still running under a worker slot's uid (only meaningful when run as root)."""
+    uids = {str(SANDBOX_UID_BASE + slot) for slot in range(WORKERS)}
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                uid_line = next(line for line in status if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if uid_line.split()[1] in uids:
+            found.append(int(pid))
+    return found
+
+
+def test_a_good_program_passes_and_the_layers_are_reported():
+    assert run_one("def f():\n    return 4\n").passed
+    assert "landlock-files" in containment() or "unprivileged-uid" in containment()
+
+
+def test_infinite_loop_is_a_timeout():
+    result = run_one("while True:\n    pass\n")
+    assert result.status == "timeout"
+    assert result.time_s < FAST.wall_s + 1
+
+
+def test_sleeping_past_the_wall_limit_is_a_timeout():
+    result = run_one("import time\ntime.sleep(60)\n")
+    assert result.status == "timeout" and "wall-clock" in result.detail
+    assert 0.9 * FAST.wall_s <= result.time_s < FAST.wall_s + 1
+
+
+def test_ignoring_sigterm_and_sigxcpu_does_not_help():
+    result = run_one("""
+        import signal
+        for sig in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        while True:
+            pass
+        """)
+    assert result.status == "timeout"
+
+
+def test_fork_bomb_cannot_fork_and_leaves_nothing_behind():
+    result = run_one("""
+        import os
+        while True:
+            os.fork()
+        """)
+    assert result.status == "runtime_error" and "BlockingIOError" in result.detail
+    threads = run_one("import threading\nthreading.Thread(target=print).start()\n")
+    assert threads.status == "runtime_error"
+    if os.getuid() == 0:
+        assert sandbox_processes() == []
+
+
+def test_memory_bomb_is_a_memory_limit():
+    assert run_one("x = bytearray(10 ** 10)\n").status == "memory_limit"
+    assert run_one("x = []\nwhile True:\n    x.append(' ' * 10 ** 6)\n").status == "memory_limit"
+
+
+def test_huge_output_is_an_output_limit():
+    result = run_one("while True:\n    print('x' * 1000)\n",
+                     {"input": "", "output": "x"})
+    assert result.status == "output_limit"
+    assert run_one("open('big', 'w').write('y' * 10 ** 7)\n").status == "output_limit"
+
+
+@pytest.fixture
+def open_folder():
+    """A folder every uid may enter and write: only the sandbox can keep a program out of it."""
+    folder = Path(tempfile.mkdtemp(prefix="mimo-host-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_writing_or_deleting_files_outside_its_directory_fails(open_folder):
+    folder = open_folder
+    victim = folder / "keep.txt"
+    victim.write_text("precious")
+    victim.chmod(0o666)
+    for attack in (f"open({str(folder / 'new.txt')!r}, 'w').write('x')",
+                   f"open({str(victim)!r}, 'w').write('overwritten')",
+                   f"import os\nos.remove({str(victim)!r})",
+                   f"import os\nos.rename({str(victim)!r}, 'mine.txt')",
+                   f"import shutil\nshutil.rmtree({str(folder)!r})"):
+        result = run_one(attack + "\ndef f():\n    return 4\n")
+        assert result.status == "runtime_error", attack
+        assert "PermissionError" in result.detail, attack
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]
+    # inside its own directory it may write
+    assert run_one("open('scratch.txt', 'w').write('ok')\ndef f():\n    return 4\n").passed
+
+
+def test_reading_other_files_fails(open_folder):
+    secret = open_folder / "answers.jsonl"
+    secret.write_text('{"expected": 4}')
+    secret.chmod(0o644)
+    for path in (secret, "/etc/hostname", f"/proc/{os.getpid()}/environ",
+                 f"/proc/{os.getpid()}/cmdline"):
+        result = run_one(f"data = open({str(path)!r}).read()\ndef f():\n    return data\n")
+        assert result.status == "runtime_error", path
+        assert "PermissionError" in result.detail, path
+    listing = run_one("import os\nfiles = os.listdir('/')\ndef f():\n    return files\n")
+    assert listing.status == "runtime_error"
+
+
+def test_opening_a_network_connection_fails():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    port, udp_port = listener.getsockname()[1], udp.getsockname()[1]
+    try:
+        tcp = run_one(f"""
+            import socket
+            socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"leak")
+            """)
+        assert tcp.status == "runtime_error" and "Error" in tcp.detail
+        datagram = run_one(f"""
+            import socket
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"leak", ("127.0.0.1", {udp_port}))
+            """)
+        assert datagram.status == "runtime_error"
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+        with pytest.raises(BlockingIOError):
+            udp.recv(16)
+    finally:
+        listener.close()
+        udp.close()
+
+
+signal_confined = pytest.mark.skipif(
+    not {"unprivileged-uid", "landlock-signals"} & set(containment()),
+    reason="signals are not confined on this machine (needs root or Landlock ABI 6)")
+
+
+@signal_confined
+def test_killing_its_parent_or_other_processes_fails():
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: received.append(True))
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        result = run_one("""
+            import os, signal
+            os.kill(os.getppid(), signal.SIGUSR1)
+            """)
+        assert result.status == "runtime_error" and "PermissionError" in result.detail
+        assert run_one("import os\nos.kill(os.getppid(), 9)\n").status == "runtime_error"
+        assert run_one(f"import os\nos.kill({bystander.pid}, 9)\n").status == "runtime_error"
+        # kill(-1) reaches every process the caller may signal: here, only itself
+        results = run_tests("import os\nos.kill(-1, 9)\n", [RETURNS_FOUR] * 2, FAST)
+        assert {r.status for r in results} == {"runtime_error"}
+        assert bystander.poll() is None
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        bystander.kill()
+        bystander.wait()
+    assert received == []
+
+
+def test_exiting_early_with_success_does_not_pass():
+    assert run_one("import sys\nsys.exit(0)\n").status == "runtime_error"
+    assert run_one("import os\nos._exit(0)\n").status == "runtime_error"
+    stdio = run_one("import os\nos._exit(0)\n", {"input": "2 2", "output": "4"})
+    assert stdio.status == "wrong_answer"
+
+
+def test_tampering_with_the_comparison_does_not_pass():
+    always_equal = run_one("""
+        class Anything:
+            def __eq__(self, other):
+                return True
+        def f():
+            return Anything()
+        """)
+    assert not always_equal.passed
+    int_subclass = run_one("class Four(int):\n    def __eq__(self, o):\n        return True\n"
+                           "def f():\n    return Four(5)\n")
+    assert not int_subclass.passed
+    patched = run_one("""
+        import builtins, operator
+        operator.eq = lambda a, b: True
+        builtins.AssertionError = type("Never", (Exception,), {})
+        def f():
+            return 5
+        """)
+    assert patched.status == "wrong_answer"
+
+
+def test_a_solution_cannot_find_the_expected_value():
+    """It searches its whole process for the expected value; the value never entered it."""
+    secret = 918273645
+    attack = """
+        import gc, os, sys
+        def f():
+            seen = []
+            for obj in gc.get_objects():
+                seen.append(repr(obj)[:10000])
+            frame = sys._getframe()
+            while frame:
+                seen.append(repr(frame.f_locals)[:10000] + repr(frame.f_code.co_consts))
+                frame = frame.f_back
+            for fd in range(64):
+                try:
+                    os.lseek(fd, 0, 0)
+                    seen.append(os.read(fd, 1 << 20).decode(errors="replace"))
+                except OSError:
+                    pass
+            text = " ".join(seen)
+            needle = "".join(["9182", "73645"])      # built after the search, never a constant
+            return int(needle) if needle in text else -1
+        """
+    assert "918273645" not in attack
+    result = run_one(attack, {"code": f"assert f() == {secret}"})
+    assert result.status == "wrong_answer" and "gave -1" in result.detail, result
+    stdio = run_one(textwrap.dedent(attack) + "print(f())\n", {"input": "", "output": str(secret)})
+    assert stdio.status == "wrong_answer"
+
+
+def test_forging_the_result_channel_gives_only_a_value():
+    """Writing a fake result is no stronger than returning a value: the harness still compares."""
+    forged = run_one("""
+        import os
+        for fd in range(3, 16):
+            try:
+                os.write(fd, b"\\nvalue 999")
+            except OSError:
+                pass
+        os._exit(0)
+        """)
+    assert forged.status in ("wrong_answer", "runtime_error")
+
+
+@signal_confined
+def test_attacks_run_beside_good_programs_without_harming_them():
+    """A hostile batch and a good batch at once: the good one is unharmed."""
+    hostile = "import os\nos.kill(-1, 9)\n"
+    good = "import time\ndef f():\n    time.sleep(0.2)\n    return 4\n"
+    with ThreadPoolExecutor(2) as pool:
+        bad_results = pool.submit(run_tests, hostile, [RETURNS_FOUR] * 6, FAST)
+        good_results = pool.submit(run_tests, good, [RETURNS_FOUR] * 6, FAST)
+        assert all(r.passed for r in good_results.result())
+        assert not any(r.passed for r in bad_results.result())
+
+
+def test_a_program_cannot_trap_the_cleanup(open_folder):
+    """It locks its own directory and links to a host folder; cleanup removes both, follows neither."""
+    (open_folder / "keep.txt").write_text("precious")
+    before = open_folder.stat().st_mode
+    workdirs = set(Path(tempfile.gettempdir()).glob("mimo-sandbox-*"))
+    result = run_one(f"""
+        import os
+        os.makedirs("locked/deeper")
+        open("locked/deeper/f", "w").write("x")
+        os.symlink({str(open_folder)!r}, "link")
+        os.symlink({str(open_folder)!r}, "locked/link")
+        os.chmod("locked/deeper", 0)
+        os.chmod("locked", 0)
+        os.chmod(".", 0)
+        def f():
+            return 4
+        """)
+    assert result.passed
+    assert (open_folder / "keep.txt").read_text() == "precious"
+    assert open_folder.stat().st_mode == before
+    assert set(Path(tempfile.gettempdir()).glob("mimo-sandbox-*")) <= workdirs
