@@ -7,28 +7,30 @@ least disturbed measurement of what the code itself costs.
     python benchmarks/bench_generate.py                                  # CPU, toy size
     python benchmarks/bench_generate.py --device cuda --size gpu         # one GPU
 
-The model is the a+b chain-of-thought stand-in (`cot_standin.py`) of the chosen profile, trained
-on first use and cached in runs/<size>/standin/. Goals (toy, CPU): ≥ 3× transformers at batch 1;
-speculative ≥ 1.3× plain at batch 1 with first-layer acceptance ≥ 0.8.
+The model is the profile's base model (notebook 04, built if missing); the prompts are math
+problems of the RL suite in the chat template, so the speculative part drafts the model's own
+reasoning. Goals (toy, CPU): ≥ 3× transformers at batch 1; speculative ≥ 1.3× plain at batch 1
+with first-layer acceptance ≥ 0.8.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cot_standin as task  # noqa: E402
 from mimo_lite.infer import (SamplingParams, SpecStats, completion_batches,  # noqa: E402
                              extend_mtp_layers, finetune_new_mtp_layers, generate,
                              speculative_generate)
 from mimo_lite.profile import load_profile  # noqa: E402
+from mimo_lite.rl.problems import math_problems  # noqa: E402
+from mimo_lite.train import ensure_base_model  # noqa: E402
 
 
 def qwen2_twin(model):
@@ -47,6 +49,23 @@ def qwen2_twin(model):
     missing, unexpected = twin.load_state_dict(state, strict=False)
     assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
     return twin.eval()
+
+
+def chat_prompts(tokenizer, n: int, seed: int) -> list[list[int]]:
+    """n math problems of the RL suite in the chat template, as token ids."""
+    problems = random.Random(seed).sample(math_problems(per_tier=n, seed=seed), n)
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p["prompt"]}], tokenize=False,
+                                           add_generation_prompt=True) for p in problems]
+    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+
+
+def equal_length(prompts: list[list[int]], n: int) -> list[list[int]]:
+    """n prompts of one common length, so that transformers' `generate` needs no padding."""
+    by_length: dict[int, list] = {}
+    for p in prompts:
+        by_length.setdefault(len(p), []).append(p)
+    group = max(by_length.values(), key=len)
+    return (group * n)[:n]
 
 
 def sync(device):
@@ -124,43 +143,46 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--spec-prompts", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: the profile's `threads`)")
     parser.add_argument("--mtp-layers", type=int, default=3,
                         help="also extend to this many MTP layers, fine-tune the copies, and time them")
-    parser.add_argument("--runs", default=None, help="root of runs/ (the stand-in cache)")
+    parser.add_argument("--runs", default=None, help="root of runs/ (where the base model is kept)")
     args = parser.parse_args()
+    profile = load_profile(args.size)
+    profile.use_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    profile = load_profile(args.size)
 
-    model, tokenizer = task.ensure_standin(profile, args.runs, device=device)
-    model = model.to(dtype)
-    prompts, _ = task.prompts(max(max(args.batch), args.spec_prompts), seed=7, tokenizer=tokenizer)
-    print(f"\n{args.size} model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+    model, tokenizer = ensure_base_model(profile, args.runs)
+    model = model.to(device=device, dtype=dtype).eval()
+    pool = chat_prompts(tokenizer, 256, seed=7)
+    print(f"\n{args.size} base model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"{device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
 
     print(f"\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")
     print("|---|---|---|---|---|")
     for b in args.batch:
-        rates, same = throughput(model, prompts[:b], args.new_tokens, args.repeats, device)
+        rates, same = throughput(model, equal_length(pool, b), args.new_tokens, args.repeats, device)
         kit = rates["mimo-lite generate"]
         hf_mimo = rates["transformers generate (MiMoForCausalLM)"]
         hf_qwen = rates["transformers generate (Qwen2ForCausalLM)"]
         print(f"| {b} | {kit:,.0f} | {hf_mimo:,.0f} / {hf_qwen:,.0f} | "
               f"{kit / hf_mimo:.2f}× / {kit / hf_qwen:.2f}× | {same} |", flush=True)
 
-    spec_prompts = prompts[:args.spec_prompts]
+    spec_prompts = pool[:args.spec_prompts]
+    max_new = profile.inference.max_new_tokens
     rows = [("1 (trained)", model, 1)]
     if args.mtp_layers > 1:
         extended = extend_mtp_layers(model, args.mtp_layers)
-        train_prompts, _ = task.prompts(256, seed=8, tokenizer=tokenizer)
-        params = SamplingParams(temperature=0, max_new_tokens=64, stop_token_ids=[tokenizer.eos_token_id])
+        train_prompts = chat_prompts(tokenizer, 256, seed=8)
+        params = SamplingParams(temperature=0, max_new_tokens=max_new, stop_token_ids=[tokenizer.eos_token_id])
         outputs = generate(model, train_prompts, params, max_batch_size=64)
         batches = completion_batches(train_prompts, [c.tokens for c in outputs],
                                      profile.inference.mtp_finetune_batch, device=device,
-                                     pad_token_id=tokenizer.eos_token_id)
+                                     pad_token_id=tokenizer.pad_token_id)
         finetune_new_mtp_layers(extended, batches, profile.inference.mtp_finetune_steps,
                                 lr=profile.inference.mtp_finetune_lr)
         rows.append((f"{args.mtp_layers} (copies fine-tuned)", extended.eval(), args.mtp_layers))
@@ -168,7 +190,7 @@ def main():
           f"(conditional) | tokens per pass | same tokens |")
     print("|---|---|---|---|---|---|---|")
     for name, m, k in rows:
-        plain, spec, stats, same = speculative(m, spec_prompts, tokenizer.eos_token_id, 64, k,
+        plain, spec, stats, same = speculative(m, spec_prompts, tokenizer.eos_token_id, max_new, k,
                                                args.repeats, device)
         acceptance = ", ".join(f"{a:.2f}" for a in stats.conditional_acceptance)
         print(f"| {name} | {plain:,.0f} | {spec:,.0f} | {spec / plain:.2f}× | {acceptance} | "

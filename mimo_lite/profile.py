@@ -155,7 +155,7 @@ class InferenceSection:
     batch_size: int = 32            # rows decoded together in the batched measurements
     timing_tokens: int = 512        # tokens timed with and without the KV cache
     mtp_layers: int = 3             # MTP layers at inference: 1 trained + 2 copies (report §2.2)
-    mtp_finetune_steps: int = 200   # steps that fine-tune the copies (main model, layer 1 frozen)
+    mtp_finetune_steps: int = 120   # steps that fine-tune the copies (main model, layer 1 frozen)
     mtp_finetune_batch: int = 32    # sequences per fine-tuning step
     mtp_finetune_lr: float = 1e-3
 

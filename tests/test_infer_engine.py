@@ -1,14 +1,15 @@
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from infer_models import one_thread, random_model  # noqa: F401  (one_thread: autouse fixture)
 from mimo_lite.infer import Engine, SamplingParams, generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from cot_standin import CharTokenizer  # noqa: E402
+
+class Letters:
+    """A tokenizer for stop strings: token i reads as one letter, chr(97 + i mod 26)."""
+
+    def decode(self, ids):
+        return "".join(chr(97 + i % 26) for i in ids)
 
 
 def full_forward_logprobs(model, prompt, tokens, temperature):
@@ -65,7 +66,7 @@ def test_stop_token_stop_string_and_max_tokens():
     assert stopped.finish_reason == "stop"
     assert stopped.tokens == free.tokens[:first + 1]
 
-    tokenizer = CharTokenizer()
+    tokenizer = Letters()
     text = tokenizer.decode(free.tokens)
     target = text[8:10]
     [by_string] = generate(model, [prompt], SamplingParams(temperature=0, max_new_tokens=20,
