@@ -190,7 +190,7 @@ class MiMoModel(MiMoPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
             position_ids = positions_from(attention_mask, input_ids.shape, past, input_ids.device)
-        mask = attention_bias_mask(attention_mask, input_ids.shape[1], past, x.dtype)
+        mask = attention_bias_mask(attention_mask, input_ids.shape[1], past, x.device)
         cos, sin = self.rope(position_ids, x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, mask, cache)
@@ -206,7 +206,7 @@ def positions_from(attention_mask, shape, past: int, device) -> torch.Tensor:
     return positions.clamp(min=0)[:, -T:]
 
 
-def attention_bias_mask(attention_mask, T: int, past: int, dtype) -> torch.Tensor | None:
+def attention_bias_mask(attention_mask, T: int, past: int, device) -> torch.Tensor | None:
     """Boolean (B, 1, T, S) mask, or None when plain causal attention suffices (fast SDPA path).
 
     Query i (absolute position past+i) may see key j iff j ≤ past+i and key j is not padding.
@@ -217,7 +217,6 @@ def attention_bias_mask(attention_mask, T: int, past: int, dtype) -> torch.Tenso
     if attention_mask is None and (past == 0 or T == 1):
         return None
     S = past + T
-    device = attention_mask.device if attention_mask is not None else None
     causal = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=past)   # (T, S)
     if attention_mask is None:
         return causal[None, None]
