@@ -28,27 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mimo_lite.infer import (SamplingParams, SpecStats, completion_batches,  # noqa: E402
                              extend_mtp_layers, finetune_new_mtp_layers, generate,
                              speculative_generate)
+from mimo_lite.model import qwen2_twin  # noqa: E402
 from mimo_lite.profile import load_profile  # noqa: E402
 from mimo_lite.rl.problems import math_problems  # noqa: E402
 from mimo_lite.train import ensure_base_model  # noqa: E402
-
-
-def qwen2_twin(model):
-    """transformers' own Qwen2ForCausalLM holding the same main-stack weights (MTP keys dropped)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    c = model.config
-    config = Qwen2Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-                         intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
-                         num_attention_heads=c.num_attention_heads,
-                         num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim,
-                         max_position_embeddings=c.max_position_embeddings, rope_theta=c.rope_theta,
-                         rms_norm_eps=c.rms_norm_eps, tie_word_embeddings=False)
-    twin = Qwen2ForCausalLM(config).to(device=model.lm_head.weight.device, dtype=model.lm_head.weight.dtype)
-    state = {k: v for k, v in model.state_dict().items() if ".mtp_layers." not in k}
-    missing, unexpected = twin.load_state_dict(state, strict=False)
-    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
-    return twin.eval()
 
 
 def chat_prompts(tokenizer, n: int, seed: int) -> list[list[int]]:

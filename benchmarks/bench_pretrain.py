@@ -16,10 +16,9 @@ import statistics
 import time
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from mimo_lite.config import preset
-from mimo_lite.model import MiMoForCausalLM
+from mimo_lite.model import MiMoForCausalLM, qwen2_twin
 
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}   # dense bf16 FLOP/s
 
@@ -77,12 +76,7 @@ def main():
     ours_mtp = MiMoForCausalLM(cfg).to(device)
     ours = MiMoForCausalLM(preset(args.size, num_nextn_predict_layers=0)).to(device)
     ours.load_state_dict({k: v for k, v in ours_mtp.state_dict().items() if "mtp_layers" not in k})
-    fields = {k: v for k, v in cfg.to_dict().items()
-              if k not in ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures")}
-    qcfg = Qwen2Config(**fields)
-    qcfg._attn_implementation = "sdpa"
-    theirs = Qwen2ForCausalLM(qcfg).to(device)
-    theirs.load_state_dict(ours.state_dict())
+    theirs = qwen2_twin(ours).train()
     batches = [torch.randint(0, cfg.vocab_size, (args.batch, args.seq), device=device)
                for _ in range(args.steps + 3)]
     runs = {"transformers Qwen2": theirs, "mimo-lite (main stack)": ours, "mimo-lite (+MTP layer & loss)": ours_mtp}

@@ -301,3 +301,19 @@ def shifted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, shift: int
     target = labels[:, shift:shift + logits.shape[1]]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
                            ignore_index=-100)
+
+
+def qwen2_twin(model: MiMoForCausalLM):
+    """transformers' own `Qwen2ForCausalLM` holding this model's main-stack weights (MTP keys dropped).
+
+    The kit's proof of its architecture (tests, notebook 03) and the reference in the benchmarks.
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    kit_only = ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures")
+    config = Qwen2Config(**{k: v for k, v in model.config.to_dict().items() if k not in kit_only})
+    weight = model.lm_head.weight
+    twin = Qwen2ForCausalLM(config).to(device=weight.device, dtype=weight.dtype)
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if "mtp_layers" not in k},
+                         strict=True)
+    return twin.eval()

@@ -7,25 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoConfig, DynamicCache
 
 import mimo_lite  # noqa: F401  (registers the Auto classes)
 from mimo_lite.config import MiMoConfig, preset
-from mimo_lite.model import MiMoForCausalLM
+from mimo_lite.model import MiMoForCausalLM, qwen2_twin
 
 HERE = Path(__file__).parent
-KIT_ONLY_FIELDS = ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures")
-
-
-def qwen2_twin(model: MiMoForCausalLM) -> Qwen2ForCausalLM:
-    """transformers' own Qwen2 with the same weights (MTP layers left out)."""
-    fields = {k: v for k, v in model.config.to_dict().items() if k not in KIT_ONLY_FIELDS}
-    twin = Qwen2ForCausalLM(Qwen2Config(**fields)).eval()
-    state = {k: v for k, v in model.state_dict().items() if "mtp_layers" not in k}
-    twin.load_state_dict(state, strict=True)
-    return twin
-
-
 def random_model(seed=0, **overrides) -> MiMoForCausalLM:
     torch.manual_seed(seed)
     model = MiMoForCausalLM(preset("smoke", **overrides)).eval()
