@@ -36,3 +36,56 @@ def sample_answers(model, tokenizer, prompts: list[str], n: int, temperature: fl
                              pad_token_id=tokenizer.pad_token_id)
         replies += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The token ids of one user turn rendered with the chat template, ready for the reply."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                         add_generation_prompt=True, return_dict=False)
+
+
+def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, temperature: float = 0.0,
+               top_p: float = 1.0, max_new_tokens: int = 128, batch_size: int = 32, seed: int = 0,
+               scheme: str = "soft") -> dict:
+    """Held-out pass@1: generate `samples` replies per problem with the kit's engine and score them.
+
+    A reply is correct when the math verifier accepts its boxed answer, or when its program passes
+    every test (for code the reward under `scheme` is reported too). pass@1 is the mean over
+    problems of the fraction of correct samples (greedy when temperature is 0, then one sample).
+    Returns overall, per-domain and per-tier pass@1, and one row per problem with its first reply.
+    """
+    from ..infer import SamplingParams, generate
+    from ..rl.rewards import score
+
+    if not problems:
+        raise ValueError("solve_rate needs at least one problem.")
+    samples = 1 if temperature == 0 else samples
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                            stop_token_ids=(tokenizer.eos_token_id,), seed=seed)
+    prompts = [prompt_ids(tokenizer, p["prompt"]) for p in problems for _ in range(samples)]
+    was_training = model.training
+    model.eval()
+    completions = generate(model, prompts, params, tokenizer, max_batch_size=batch_size)
+    model.train(was_training)
+    rows = []
+    for i, problem in enumerate(problems):
+        replies = [tokenizer.decode(c.tokens, skip_special_tokens=True)
+                   for c in completions[i * samples:(i + 1) * samples]]
+        rewards = [score(problem, r, scheme) for r in replies]
+        if problem["domain"] == "math":
+            correct = [r == 1.0 for r in rewards]
+        else:
+            correct = [score(problem, r, "vanilla") == 1.0 for r in replies]
+        rows.append(dict(id=problem["id"], domain=problem["domain"], tier=problem.get("tier"),
+                         pass_at_1=sum(correct) / samples, reward=sum(r or 0.0 for r in rewards) / samples,
+                         reply=replies[0]))
+
+    def mean(selected):
+        return sum(r["pass_at_1"] for r in selected) / len(selected) if selected else None
+
+    tiers = sorted({r["tier"] for r in rows if r["tier"] is not None})
+    return dict(pass_at_1=mean(rows), samples=samples,
+                math=mean([r for r in rows if r["domain"] == "math"]),
+                code=mean([r for r in rows if r["domain"] == "code"]),
+                by_tier={t: mean([r for r in rows if r["tier"] == t]) for t in tiers},
+                rows=rows)
