@@ -7,7 +7,8 @@ least disturbed measurement of what the code itself costs.
     python benchmarks/bench_generate.py                                  # CPU, toy size
     python benchmarks/bench_generate.py --device cuda --size gpu         # one GPU
 
-The model is the profile's base model (notebook 04, built if missing); the prompts are math
+The model is the profile's base model (notebook 04, built if missing), or with `--model sft` the
+full SFT model (notebook 06), whose replies follow the long-CoT traces; the prompts are math
 problems of the RL suite in the chat template, so the speculative part drafts the model's own
 reasoning. Goals (toy, CPU): ≥ 3× transformers at batch 1; speculative ≥ 1.3× plain at batch 1
 with first-layer acceptance ≥ 0.8.
@@ -31,7 +32,8 @@ from mimo_lite.infer import (SamplingParams, SpecStats, completion_batches,  # n
 from mimo_lite.model import qwen2_twin  # noqa: E402
 from mimo_lite.profile import load_profile  # noqa: E402
 from mimo_lite.rl.problems import math_problems  # noqa: E402
-from mimo_lite.train import ensure_base_model  # noqa: E402
+from mimo_lite.model import MiMoForCausalLM  # noqa: E402
+from mimo_lite.train import ensure_base_model, ensure_sft_model  # noqa: E402
 
 
 def chat_prompts(tokenizer, n: int, seed: int) -> list[list[int]]:
@@ -131,6 +133,9 @@ def main():
     parser.add_argument("--mtp-layers", type=int, default=3,
                         help="also extend to this many MTP layers, fine-tune the copies, and time them")
     parser.add_argument("--runs", default=None, help="root of runs/ (where the base model is kept)")
+    parser.add_argument("--model", default="base", choices=["base", "sft"],
+                        help="the base model of notebook 04 or the full SFT model of notebook 06, "
+                             "whose reasoning follows the long-CoT traces")
     args = parser.parse_args()
     profile = load_profile(args.size)
     profile.use_threads()
@@ -140,9 +145,12 @@ def main():
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
 
     model, tokenizer = ensure_base_model(profile, args.runs)
+    if args.model == "sft":
+        folder = ensure_sft_model(profile, args.runs, "full")
+        model = MiMoForCausalLM.from_pretrained(folder)
     model = model.to(device=device, dtype=dtype).eval()
     pool = chat_prompts(tokenizer, 256, seed=7)
-    print(f"\n{args.size} base model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+    print(f"\n{args.size} {args.model} model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"{device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
 
     print(f"\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")

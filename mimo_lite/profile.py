@@ -163,7 +163,9 @@ class InferenceSection:
 @dataclass
 class SFTSection:
     """Notebook 06: long-CoT SFT data and training (report §3.1, facts file §4.1)."""
-    queries_per_tier: int = 600     # math queries drawn per tier for the teacher (code: every family)
+    queries_per_tier: list = field(default_factory=lambda: [200, 1500, 300, 150])
+    #                               math queries per tier for the teacher (code: every problem);
+    #                               weighted to the tiers a small model can learn
     max_candidates: int = 12        # teacher replies per query before cleaning, drawn 1..this
     incomplete_rate: float = 0.1    # share of replies the teacher cuts off mid-thought
     max_per_query: int = 8          # the report's cap on responses per query

@@ -82,7 +82,8 @@ def _multiply_split(a: int, b: int) -> list[str]:
 
 
 def math_traces(problem: dict) -> list[list[str]]:
-    """Distinct step lists for one math problem; the first is the template's own solution."""
+    """Distinct step lists for one math problem: the template's own solution told several ways, or,
+    for multi-digit arithmetic, only the digit-by-digit traces."""
     template, answer = problem["template"], Fraction(problem["answer"])
     own = [s.strip()[0].upper() + s.strip()[1:] + "."
            for s in re.split(r", (?=and |so )|; ", problem["solution"]) if s.strip()]
@@ -108,6 +109,9 @@ def math_traces(problem: dict) -> list[list[str]]:
     else:                          # tiers 3–4: the template's worked solution, told two more ways
         traces += [[f"We need: {problem['prompt']}"] + own,
                    own + [f"So the result is {problem['answer']}."]]
+    if template in ("add_two_digit", "subtract_two_digit", "multiply_one_by_two_digit", "two_steps"):
+        traces = traces[1:]        # a one-line answer to multi-digit arithmetic teaches a small model
+        #                            nothing (it cannot do it in one token): only stepwise traces
     unique = []
     for trace in traces:
         if trace not in unique:
@@ -152,12 +156,17 @@ def light_response(problem: dict) -> dict:
 
 # ---- the raw pool and the paper's three cleaning steps ----------------------------------------
 
-def raw_sft_pool(math_per_tier: int, code_families: int, code_variants: int, max_candidates: int,
-                 incomplete_rate: float, seed: int = 0) -> list[dict]:
-    """Teacher replies for freshly drawn queries: 1..max_candidates replies each, before cleaning."""
+def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: int,
+                 max_candidates: int, incomplete_rate: float, seed: int = 0) -> list[dict]:
+    """Teacher replies for freshly drawn queries: 1..max_candidates replies each, before cleaning.
+
+    `math_per_tier[t - 1]` queries of tier t (fewer where a tier has fewer distinct problems).
+    """
     rng = random.Random(f"{seed}-sft")
-    queries = math_problems(math_per_tier, seed=seed + 1000) + \
-        code_problems(code_families, code_variants, typical_tests=1, seed=seed)
+    drawn, queries = math_problems(max(math_per_tier), seed=seed + 1000), []
+    for tier, n in enumerate(math_per_tier, 1):
+        queries += [p for p in drawn if p["tier"] == tier][:n]
+    queries += code_problems(code_families, code_variants, typical_tests=1, seed=seed)
     records = []
     for problem in queries:
         for reply in responses(problem, rng, rng.randint(1, max_candidates), incomplete_rate):

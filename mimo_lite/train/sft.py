@@ -43,6 +43,7 @@ from .loop import _truncate_metrics, read_metrics
 IGNORE = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANTS = ("full", "lora", "light")
+DATA_FORMAT = 3            # bump when the teacher's traces change for the same settings
 
 
 class Skip(ValueError):
@@ -294,7 +295,7 @@ def ensure_sft_data(profile, runs_root=None) -> Path:
     problems = ensure_problems(profile, runs_root)
     eval_prompts = [p["prompt"] for p in load_problems(problems / "heldout.jsonl")]
     folder = runs_dir(profile.name, runs_root) / "sft" / "data"
-    digest = fingerprint("sft-data", 1, json.loads((problems / "manifest.json").read_text())["key"],
+    digest = fingerprint("sft-data", DATA_FORMAT, json.loads((problems / "manifest.json").read_text())["key"],
                          cfg.queries_per_tier,
                          profile.problems.code_families, profile.problems.code_variants,
                          cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed)
