@@ -30,10 +30,10 @@ def train_flops_per_token(model, seq_len: int) -> float:
     return 6 * n + 12 * c.num_hidden_layers * seq_len * c.hidden_size
 
 
-def timed_steps(model, batches, steps, device, dtype, compile_):
+def timed_steps(model, batches, steps, device, dtype, compile_, mode=None):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
                             fused=device.type == "cuda")
-    fwd = torch.compile(model) if compile_ else model
+    fwd = torch.compile(model, mode=mode) if compile_ else model
     autocast = torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def step(batch):
@@ -68,6 +68,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--mode", default=None,
+                    help="torch.compile mode for every model, e.g. max-autotune-no-cudagraphs")
     args = ap.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
@@ -83,12 +85,14 @@ def main():
     results = {name: [] for name in runs}
     for _ in range(args.rounds):                       # alternate, so drift hits all alike
         for name, model in runs.items():
-            results[name] += timed_steps(model, batches, args.steps, device, dtype, args.compile)
+            results[name] += timed_steps(model, batches, args.steps, device, dtype, args.compile,
+                                         args.mode)
     tokens = args.batch * args.seq
     base = tokens / statistics.median(results["transformers Qwen2"])
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else None
     peak = next((v for k, v in PEAK_BF16.items() if gpu and k in gpu), None)
     print(f"size={args.size} device={device} {gpu or ''} dtype={args.dtype} compile={args.compile} "
+          f"mode={args.mode} "
           f"batch={args.batch}x{args.seq} threads={torch.get_num_threads()} "
           f"params={sum(p.numel() for p in ours.parameters()):,}")
     for name, times in results.items():
