@@ -144,8 +144,8 @@ def test_dynamic_sampling_fills_the_batch_from_over_sampled_rounds():
     backend = ScriptedBackend({tuple(tok.apply_chat_template([{"content": p["prompt"]}])): p
                                for p in problems})
     cfg = RLSection(batch_prompts=6, group_size=4, oversample=2.0, max_rounds=20)
-    kept, info = collect_groups(backend, InlineExecutor(reward_is_text), ProblemSampler(problems, 0.0, seed=0),
-                                tok, cfg, seed=0)
+    kept, info = collect_groups(backend, InlineExecutor(reward_is_text),
+                                ProblemSampler(problems, 0.0, seed=0), tok, cfg, seed=0)
     assert len(kept) == cfg.batch_prompts
     assert all(g[0].problem["script"] in ("1010", "0001", "0110") for g in kept)
     assert info["groups"] - info["zero_advantage"] >= cfg.batch_prompts > 0 < info["zero_advantage"]
@@ -154,8 +154,8 @@ def test_dynamic_sampling_fills_the_batch_from_over_sampled_rounds():
         assert sum(s.advantage for s in g) == pytest.approx(0.0, abs=1e-5)
     # without dynamic sampling: one round, every group kept (zero-advantage ones included)
     plain = cfg.with_overrides(dynamic_sampling=False)
-    kept, info = collect_groups(backend, InlineExecutor(reward_is_text), ProblemSampler(problems, 0.0, seed=0),
-                                tok, plain, seed=0)
+    kept, info = collect_groups(backend, InlineExecutor(reward_is_text),
+                                ProblemSampler(problems, 0.0, seed=0), tok, plain, seed=0)
     assert len(kept) == cfg.batch_prompts and info["rounds"] == 1
 
 
@@ -176,7 +176,8 @@ def test_a_raising_reward_marks_the_sample_unscored(caplog):
     cfg = RLSection(batch_prompts=2, group_size=4, dynamic_sampling=False)
     with caplog.at_level(logging.WARNING, logger="mimo_lite.rl"), \
             RewardExecutor(1, score_fn=reward_or_raise) as executor:
-        kept, info = collect_groups(backend, executor, ProblemSampler(problems, 0.0, seed=0), tok, cfg, seed=0)
+        kept, info = collect_groups(backend, executor, ProblemSampler(problems, 0.0, seed=0),
+                                    tok, cfg, seed=0)
     unscored = [s for g in kept for s in g if not s.scored.ok]
     assert len(unscored) == 4 and info["unscored"] == {"RuntimeError": 4}
     assert all("verifier crashed" in s.scored.reason and s.advantage is None for s in unscored)
@@ -236,6 +237,15 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path):
     assert [m["step"] for m in more] == [15, 16]
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))
+
+
+def test_kl_ablation_measures_the_drift_from_the_start(tmp_path):
+    problems = [{"id": f"p{i}", "prompt": str(i)} for i in range(4)]
+    cfg = RLSection(batch_prompts=2, group_size=8, lr=3e-3, max_new_tokens=3, kl_coef=0.1,
+                    updates_per_step=1, max_rounds=3, dynamic_sampling=False)
+    lines = train_grpo(tiny_model(), FakeTokenizer(), problems, cfg, tmp_path / "kl", steps=3,
+                       executor=InlineExecutor(small_token_reward), progress=False)
+    assert abs(lines[0]["kl"]) < 1e-4 < lines[-1]["kl"]            # first mini-batch: π_θ = π_ref
 
 
 def test_profiles_carry_an_rl_section():

@@ -77,7 +77,7 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
     per_token = -torch.minimum(ratio * adv, clipped * adv)               # −min(ρA, clip(ρ)A)
     kl = torch.zeros_like(per_token)
-    if ref_logprobs is not None:                                         # k3: e^(ref−θ) − (ref−θ) − 1
+    if ref_logprobs is not None:                        # k3 estimator: e^(ref−θ) − (ref−θ) − 1
         delta = ref_logprobs - logprobs
         kl = torch.exp(delta) - delta - 1
         per_token = per_token + kl_coef * kl

@@ -6,14 +6,15 @@ One step (report §3.3, facts file §4.3–4.6):
   2. dynamic sampling: drop the groups whose answers all pass or all fail and draw again until
      `batch_prompts` groups with signal are found (or `max_rounds` rounds are spent);
   3. group-normalised advantages (Eq. 2), then `updates_per_step` mini-batch updates of Eq. 1
-     against the rollout policy's log-probabilities. The MTP layers stay frozen (report §3.3.3:
-     they are trained in pre-training and SFT, not in RL).
+     against the rollout policy's log-probabilities. The MTP layers stay frozen: MiMo trains
+     them in pre-training and SFT, not in RL (README §II, issue #14; facts file §1.3).
 Every step appends a line to metrics.jsonl; checkpoints are atomic (`train/checkpoint.py`) and a
 killed run resumes from the newest good one.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -119,11 +120,14 @@ def sequence_logprobs(model, samples: list[Sample], temperature: float):
 
 
 def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
-           generator: torch.Generator) -> dict:
-    """Step 3: mini-batch updates of Eq. 1 over the scored answers of the kept groups."""
+           generator: torch.Generator, reference=None) -> dict:
+    """Step 3: mini-batch updates of Eq. 1 over the scored answers of the kept groups.
+
+    `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0).
+    """
     samples = [s for g in groups for s in g if s.advantage is not None]
     if not samples:
-        return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, entropy=None, updates=0)
+        return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, kl=0.0, entropy=None, updates=0)
     order = torch.randperm(len(samples), generator=generator).tolist()
     parts = [order[k::cfg.updates_per_step] for k in range(cfg.updates_per_step)]
     stats: list[LossStats] = []
@@ -132,9 +136,12 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
         batch = [samples[i] for i in part]
         logprobs, old, mask, ent = sequence_logprobs(model, batch, cfg.temperature)
         adv = torch.tensor([s.advantage for s in batch], device=logprobs.device)
+        ref = None
+        if cfg.kl_coef:
+            with torch.no_grad():
+                ref = sequence_logprobs(reference, batch, cfg.temperature)[0]
         loss, st = grpo_loss(logprobs, old, adv, mask, cfg.eps_low, cfg.eps_high,
-                             token_level=cfg.token_level, kl_coef=cfg.kl_coef,
-                             ref_logprobs=old if cfg.kl_coef else None)
+                             token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -146,7 +153,8 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
     mean = lambda xs: sum(x * w for x, w in zip(xs, weight)) / max(sum(weight), 1)   # noqa: E731
     return dict(loss=mean([s.loss for s in stats]), clip_low=mean([s.clip_low for s in stats]),
                 clip_high=mean([s.clip_high for s in stats]),
-                ratio=mean([s.ratio_mean for s in stats]), entropy=entropy / max(tokens, 1),
+                ratio=mean([s.ratio_mean for s in stats]), kl=mean([s.kl for s in stats]),
+                entropy=entropy / max(tokens, 1),
                 updates=len(stats))
 
 
@@ -184,6 +192,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
+    reference = copy.deepcopy(model).eval() if cfg.kl_coef else None      # π_ref: the start
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.lr, weight_decay=0.0)
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
@@ -218,7 +227,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             groups, info = collect_groups(backend, executor, sampler, tokenizer, cfg,
                                           seed * 100_003 + state["step"], cache)
             t_rollout = time.perf_counter() - t0
-            result = update(model, optimizer, groups, cfg, generator)
+            result = update(model, optimizer, groups, cfg, generator, reference)
             state["step"] += 1
             state["rollouts"] += info["rollouts"]
             seconds = time.perf_counter() - t0
@@ -231,7 +240,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                                                   if groups else None),
                         zero_advantage_fraction=info["zero_advantage"] / max(info["groups"], 1),
                         easy_pool=len(sampler.easy), easy_draws=sampler.easy_draws,
-                        draws=sampler.draws, response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
+                        draws=sampler.draws,
+                        response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
                         unscored=sum(info["unscored"].values()), unscored_reasons=dict(info["unscored"]),
                         rounds=info["rounds"], rollout_s=t_rollout, step_s=seconds,
                         total_rollouts=state["rollouts"], wall_s=state["seconds"], **result)
