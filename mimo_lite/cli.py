@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--control", action="store_true", help="also run the stage-1 control")
+    p = sub.add_parser("sft", help="long-CoT SFT from the base model (resumes a killed run)")
+    p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
+    p.add_argument("--variant", default="full", choices=["full", "lora", "light"],
+                   help="full fine-tune, LoRA adapters (merged), or format-only light SFT")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
     args = parser.parse_args(argv)
     try:
         if args.command == "notebooks":
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
             ensure_base_model(args.config, args.runs)
             if args.control:
                 run_control(args.config, args.runs)
+        elif args.command == "sft":
+            from .train.sft import ensure_sft_model
+            print(ensure_sft_model(args.config, args.runs, args.variant))
     except ValueError as err:        # config and profile errors: one sentence, no traceback
         sys.exit(f"mimo-lite: {err}")
 

@@ -259,7 +259,8 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
         logits = self.lm_head(self.model.norm(h[:, keep]))                        # (B, T, V)
 
         want_mtp = return_mtp if return_mtp is not None else labels is not None
-        mtp_logits = self.mtp_forward(h, input_ids) if want_mtp and self.model.mtp_layers else None
+        mtp_logits = (self.mtp_forward(h, input_ids, position_ids, attention_mask)
+                      if want_mtp and self.model.mtp_layers else None)
 
         loss = main_loss = mtp_loss = None
         if labels is not None:
@@ -274,22 +275,35 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
         return MiMoOutput(loss=loss, logits=logits, main_loss=main_loss, mtp_loss=mtp_loss,
                           mtp_logits=mtp_logits, cache=cache, hidden_states=h)
 
-    def mtp_forward(self, h: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def mtp_forward(self, h: torch.Tensor, input_ids: torch.Tensor, position_ids=None,
+                    attention_mask=None) -> tuple[torch.Tensor, ...]:
         """Training-time MTP over a whole sequence (no cache). Returns one (B, T-k-1, V) tensor per layer.
 
         Layer k at index t combines the previous depth's state at t with emb(x_{t+k+1}) and
         predicts x_{t+k+2}. Layer 0 reads the main stack's h_t; layer k>0 chains from layer k-1's
         output (the sequential, DeepSeek-V3 reading of the report's Fig. 2).
+
+        Packed sequences (SFT) pass their restarting `position_ids` and a 4-D block mask M: index
+        t then takes token t+k+1's position, and query i sees index j only when M lets token
+        i+k+1 see token j+k+1 *and* token i see token j — so an index that straddles two
+        documents (h from one, the next token from the other) leaks into neither.
         """
+        block = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else None
         outputs = []
         for k, layer in enumerate(self.model.mtp_layers):
             T = h.shape[1] - 1
             if T < 1:
                 break
             token_embeds = self.model.embed_tokens(input_ids[:, k + 1:k + 1 + T])          # x_{t+k+1}
-            positions = torch.arange(k + 1, k + 1 + T, device=h.device).expand(h.shape[0], T)
+            if position_ids is None:
+                positions = torch.arange(k + 1, k + 1 + T, device=h.device).expand(h.shape[0], T)
+            else:
+                positions = position_ids[:, k + 1:k + 1 + T]
             cos, sin = self.model.rope(positions, h.dtype)
-            h, normed = layer(h[:, :T], token_embeds, cos, sin)                            # (B, T, D)
+            mask = None
+            if block is not None:
+                mask = block[..., k + 1:k + 1 + T, k + 1:k + 1 + T] & block[..., :T, :T]
+            h, normed = layer(h[:, :T], token_embeds, cos, sin, mask)                      # (B, T, D)
             outputs.append(self.lm_head(normed))
         return tuple(outputs)
 

@@ -161,6 +161,32 @@ class InferenceSection:
 
 
 @dataclass
+class SFTSection:
+    """Notebook 06: long-CoT SFT data and training (report §3.1, facts file §4.1)."""
+    queries_per_tier: int = 600     # math queries drawn per tier for the teacher (code: every family)
+    max_candidates: int = 12        # teacher replies per query before cleaning, drawn 1..this
+    incomplete_rate: float = 0.1    # share of replies the teacher cuts off mid-thought
+    max_per_query: int = 8          # the report's cap on responses per query
+    seq_len: int = 512              # packed row length (the report packs to 32,768)
+    batch_tokens: int = 4096        # tokens per optimiser step (the report: 128 × 32,768)
+    micro_batch: int = 8            # rows per forward pass
+    lr: float = 5.6e-4              # constant; the report's 3e-5 is 0.28× its pre-training peak
+    total_tokens: int = 400_000     # assistant tokens for the full fine-tune
+    light_tokens: int = 100_000     # assistant tokens for the format-only (light) SFT
+    lora_tokens: int = 400_000      # assistant tokens for the LoRA run
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_lr: float = 3e-3           # adapters start at zero and take a larger step
+    mtp_weight: float = 0.1         # the MTP layer keeps training (λ of pre-training's end)
+    weight_decay: float = 0.0
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    log_every: int = 5
+    checkpoint_every: int = 50
+    eval_max_new_tokens: int = 128  # reply budget when measuring held-out pass@1
+
+
+@dataclass
 class RLSection:
     """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
     16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
@@ -236,6 +262,7 @@ class Profile:
     pretrain: PretrainSection = field(default_factory=PretrainSection)
     problems: ProblemsSection = field(default_factory=ProblemsSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
+    sft: SFTSection = field(default_factory=SFTSection)
     rl: RLSection = field(default_factory=RLSection)
 
     @property

@@ -1,0 +1,380 @@
+"""Long-CoT supervised fine-tuning: loss on the assistant's tokens only, packed conversations.
+
+MiMo-7B-SFT (report §3.1, facts file §4.1): about 500K cleaned samples, constant LR 3e-5, batch
+128, samples packed into 32,768-token sequences, the MTP layer trained along. The kit keeps each
+of those choices at toy size:
+
+- `encode` renders a conversation with the chat template and labels exactly the assistant's
+  tokens (its `<think>` block, its answer and the closing `<|im_end|>`); everything else is -100.
+  A conversation longer than the context is skipped and counted, never truncated into a wrong mask.
+- `pack` fills fixed-length rows with several conversations. Position ids restart at 0 for each
+  conversation and a block-diagonal causal mask keeps attention inside it, so a packed row gives
+  exactly the loss of its conversations run one at a time (the MTP layer included).
+- `train_sft` is a constant-LR loop with the pre-training loop's machinery: atomic checkpoints
+  and exact resume, metrics.jsonl, a tqdm bar. It trains the full model, or LoRA adapters on
+  every attention and MLP projection through `peft` (then merged into the weights).
+- `ensure_sft_model(profile, variant=...)` leaves an HF checkpoint in runs/<profile>/sft/<variant>/:
+  "full" (long-CoT, full fine-tune), "lora" (long-CoT, adapters), "light" (format only, no
+  reasoning: the LiteSFT start of report §3.6).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from ..artifacts import building, build_info, current, fingerprint, write_json
+from ..model import MiMoForCausalLM
+from ..notebook import runs_dir
+from ..profile import SFTSection, as_profile
+from ..tokenizer import IM_END
+from .loop import _truncate_metrics, read_metrics
+
+IGNORE = -100
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+VARIANTS = ("full", "lora", "light")
+
+
+class Skip(ValueError):
+    """A conversation the trainer cannot use; the message says why."""
+
+
+# ---- one conversation → token ids and the loss mask -------------------------------------------
+
+def check_messages(messages) -> None:
+    """A chat record must be a list of {role, content} turns ending with a non-empty assistant turn."""
+    if not isinstance(messages, list) or not messages:
+        raise Skip("malformed: 'messages' must be a non-empty list of chat turns")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise Skip(f"malformed: turn {i} needs a role among system/user/assistant and a "
+                       f"string content")
+    if messages[-1]["role"] != "assistant":
+        raise Skip("malformed: the last turn must be the assistant's reply")
+    if not any(m["role"] == "user" for m in messages):
+        raise Skip("malformed: no user turn")
+    for m in messages:
+        if m["role"] == "assistant" and not (m["content"].strip()
+                                             or (m.get("reasoning_content") or "").strip()):
+            raise Skip("empty assistant turn")
+
+
+def encode(tokenizer, messages: list[dict], max_len: int) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one conversation; labels are -100 except on assistant tokens.
+
+    Each assistant turn's tokens run from just after `<|im_start|>assistant\\n` through its
+    `<|im_end|>`: the model learns to write the reply and to stop. Raises `Skip` with the reason.
+    """
+    check_messages(messages)
+
+    def ids(turns, generation_prompt=False):
+        text = tokenizer.apply_chat_template(turns, tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    full = ids(messages)
+    if len(full) > max_len:
+        raise Skip(f"longer than the context ({len(full)} > {max_len} tokens)")
+    labels = [IGNORE] * len(full)
+    end_id = tokenizer.convert_tokens_to_ids(IM_END)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start, upto = len(ids(messages[:i], True)), ids(messages[:i + 1])
+        if full[:len(upto)] != upto or end_id not in upto[start:]:
+            raise Skip("malformed: the chat template does not tokenise turn by turn")
+        stop = start + upto[start:].index(end_id) + 1             # through <|im_end|>
+        labels[start:stop] = full[start:stop]
+    return full, labels
+
+
+def prepare(records: list[dict], tokenizer, max_len: int) -> tuple[list[tuple], Counter]:
+    """Encode every record; skipped ones are counted by reason (and reported once, not silently)."""
+    examples, skipped = [], Counter()
+    for record in records:
+        try:
+            examples.append(encode(tokenizer, record.get("messages") if isinstance(record, dict)
+                                   else None, max_len))
+        except Skip as why:
+            skipped[str(why).split(" (")[0]] += 1
+    if skipped:
+        warnings.warn(f"SFT data: skipped {sum(skipped.values())} of {len(records)} conversations "
+                      f"({dict(skipped)}); fix the records or raise the context.", stacklevel=2)
+    if not examples:
+        raise ValueError(f"No usable SFT conversation among {len(records)} records "
+                         f"(skipped: {dict(skipped)}).")
+    return examples, skipped
+
+
+# ---- packing ----------------------------------------------------------------------------------
+
+@dataclass
+class Packed:
+    """Rows of packed conversations: ids, labels, restarting positions, and a document id per token."""
+    input_ids: torch.Tensor      # (N, T)
+    labels: torch.Tensor         # (N, T), -100 outside assistant tokens and on padding
+    position_ids: torch.Tensor   # (N, T), 0.. within each conversation
+    documents: torch.Tensor      # (N, T), conversation index within the row; -1 on padding
+
+    def __len__(self):
+        return self.input_ids.shape[0]
+
+    def rows(self, index) -> dict:
+        """Model inputs for a slice of rows, the block-diagonal causal mask included."""
+        docs = self.documents[index]
+        T = docs.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        mask = (docs[:, :, None] == docs[:, None, :]) & causal            # (n, T, T)
+        return dict(input_ids=self.input_ids[index], labels=self.labels[index],
+                    position_ids=self.position_ids[index], attention_mask=mask[:, None])
+
+
+def pack(examples: list[tuple], seq_len: int, pad_id: int) -> Packed:
+    """Greedy packing in the given order: a conversation that does not fit starts a new row."""
+    rows, row = [], []
+    for ids, labels in examples:
+        if len(ids) > seq_len:
+            raise ValueError(f"A conversation of {len(ids)} tokens does not fit a packed row of "
+                             f"{seq_len}: skip it in `prepare` or raise seq_len.")
+        if sum(len(i) for i, _ in row) + len(ids) > seq_len:
+            rows.append(row)
+            row = []
+        row.append((ids, labels))
+    if row:
+        rows.append(row)
+    N = len(rows)
+    out = Packed(torch.full((N, seq_len), pad_id), torch.full((N, seq_len), IGNORE),
+                 torch.zeros(N, seq_len, dtype=torch.long), torch.full((N, seq_len), -1))
+    for r, row in enumerate(rows):
+        at = 0
+        for d, (ids, labels) in enumerate(row):
+            n = len(ids)
+            out.input_ids[r, at:at + n] = torch.tensor(ids)
+            out.labels[r, at:at + n] = torch.tensor(labels)
+            out.position_ids[r, at:at + n] = torch.arange(n)
+            out.documents[r, at:at + n] = d
+            at += n
+    return out
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+@dataclass
+class SFTState:
+    step: int = 0
+    tokens: int = 0            # assistant (trained) tokens seen
+    epoch: int = 0
+    row: int = 0               # next packed row of this epoch
+    metrics: dict = field(default_factory=dict)
+
+
+def epoch_rows(examples: list[tuple], epoch: int, seed: int, seq_len: int, pad_id: int) -> Packed:
+    """The epoch's packed rows: a seeded shuffle of the conversations, then packing (resumable)."""
+    order = list(range(len(examples)))
+    random.Random(f"{seed}-sft-epoch-{epoch}").shuffle(order)
+    return pack([examples[i] for i in order], seq_len, pad_id)
+
+
+def add_lora(model, cfg: SFTSection):
+    """Wrap `model` with LoRA adapters on every attention and MLP projection (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                        target_modules=LORA_TARGETS, bias="none")
+    return get_peft_model(model, config)
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def training_memory(model) -> dict:
+    """Bytes held for training: weights, gradients and AdamW's two moments of the trainable ones."""
+    trainable, total = trainable_parameters(model)
+    size = next(model.parameters()).element_size()
+    return {"weights": total * size, "gradients": trainable * size,
+            "optimizer": trainable * 2 * size,
+            "total": (total + 3 * trainable) * size}
+
+
+def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_id: int,
+              seed: int = 0, total_tokens: int | None = None, max_steps: int | None = None,
+              progress: bool = True) -> SFTState:
+    """Fine-tune `model` in place (all its trainable parameters) on packed `examples`.
+
+    Constant LR (report §3.1); loss = token-level mean over the assistant tokens of the batch,
+    plus λ·MTP loss. Metrics to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/;
+    resumes from the newest good checkpoint. Stops after `total_tokens` assistant tokens.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total_tokens = cfg.total_tokens if total_tokens is None else total_tokens
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
+                                  weight_decay=cfg.weight_decay)
+    state, ckpt_dir = SFTState(), out_dir / "checkpoints"
+    last = checkpoint.latest_good(ckpt_dir)
+    if last is not None:
+        saved = checkpoint.load(last, model, optimizer)
+        state = SFTState(**{k: v for k, v in saved.items() if k != "step"}, step=saved["step"])
+    metrics_path = out_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, state.step)
+    device = next(model.parameters()).device
+    rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
+    batch_rows = max(1, cfg.batch_tokens // cfg.seq_len)
+    bar = tqdm(total=total_tokens, initial=state.tokens, unit="tok", unit_scale=True,
+               disable=not progress, desc="SFT")
+    window_tokens, window_start = 0, time.perf_counter()
+    model.train()
+    while state.tokens < total_tokens and (max_steps is None or state.step < max_steps):
+        if state.row >= len(rows):                                  # next epoch, new shuffle
+            state.epoch, state.row = state.epoch + 1, 0
+            rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
+        index = slice(state.row, min(state.row + batch_rows, len(rows)))
+        state.row = index.stop
+        batch = {k: v.to(device) for k, v in rows.rows(index).items()}
+        n_labels = (batch["labels"][:, 1:] != IGNORE).sum().item()       # main-loss targets
+        totals = torch.zeros(3)
+        for start in range(0, index.stop - index.start, cfg.micro_batch):
+            micro = {k: v[start:start + cfg.micro_batch] for k, v in batch.items()}
+            share = (micro["labels"][:, 1:] != IGNORE).sum().item() / max(n_labels, 1)
+            if share == 0:
+                continue
+            out = model(**micro, mtp_loss_weight=cfg.mtp_weight)
+            (out.loss * share).backward()
+            totals += torch.tensor([out.loss.item(), out.main_loss.item(),
+                                    out.mtp_loss.item() if out.mtp_loss is not None else 0.0]) * share
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.tokens += n_labels
+        window_tokens += batch["input_ids"].numel()
+        bar.update(n_labels)
+        if state.step % cfg.log_every == 0 or state.tokens >= total_tokens:
+            elapsed = time.perf_counter() - window_start
+            line = dict(step=state.step, tokens=state.tokens, epoch=state.epoch,
+                        loss=totals[0].item(), main_loss=totals[1].item(), mtp_loss=totals[2].item(),
+                        lr=cfg.lr, grad_norm=grad_norm, tokens_per_s=window_tokens / max(elapsed, 1e-9))
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            bar.set_postfix(loss=f"{line['main_loss']:.3f}", epoch=state.epoch)
+            window_tokens, window_start = 0, time.perf_counter()
+        if state.step % cfg.checkpoint_every == 0:
+            checkpoint.save(ckpt_dir, state.step, model, optimizer,
+                            {k: v for k, v in asdict(state).items() if k != "step"})
+    bar.close()
+    checkpoint.save(ckpt_dir, state.step, model, optimizer,
+                    {k: v for k, v in asdict(state).items() if k != "step"})
+    return state
+
+
+# ---- data and models under runs/<profile>/sft/ ------------------------------------------------
+
+def ensure_sft_data(profile, runs_root=None) -> Path:
+    """Build (or reuse) the cleaned long-CoT set and the light set: runs/<profile>/sft/data/."""
+    from ..data.sft import clean_sft, light_sft, raw_sft_pool
+    from ..rl.problems import ensure_problems, load_problems
+
+    profile = as_profile(profile)
+    cfg = profile.sft
+    problems = ensure_problems(profile, runs_root)
+    eval_prompts = [p["prompt"] for p in load_problems(problems / "heldout.jsonl")]
+    folder = runs_dir(profile.name, runs_root) / "sft" / "data"
+    digest = fingerprint("sft-data", 1, json.loads((problems / "manifest.json").read_text())["key"],
+                         cfg.queries_per_tier,
+                         profile.problems.code_families, profile.problems.code_variants,
+                         cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed)
+    if not current(folder, digest):
+        raw = raw_sft_pool(cfg.queries_per_tier, profile.problems.code_families,
+                           profile.problems.code_variants, cfg.max_candidates,
+                           cfg.incomplete_rate, profile.seed)
+        kept, report = clean_sft(raw, eval_prompts, n=16, max_per_query=cfg.max_per_query,
+                                 seed=profile.seed)
+        with building(folder, digest) as tmp:
+            for name, rows in (("full", kept), ("light", light_sft(kept))):
+                (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            write_json(tmp / "report.json", report)
+    return folder
+
+
+def load_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: bool = True) -> Path:
+    """The SFT model of `profile` (runs/<profile>/sft/<variant>/, an HF checkpoint with tokenizer).
+
+    variant: "full" (long-CoT, every weight), "lora" (long-CoT, LoRA adapters merged back), or
+    "light" (answer format only). Trained from the base model when missing; a killed run resumes.
+    """
+    from transformers import AutoTokenizer
+
+    from .pretrain import ensure_base_model
+
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown SFT variant {variant!r}: choose one of {VARIANTS}.")
+    profile = as_profile(profile)
+    cfg = profile.sft
+    base_folder = runs_dir(profile.name, runs_root) / "base"
+    model, tokenizer = ensure_base_model(profile, runs_root, progress)
+    data = ensure_sft_data(profile, runs_root)
+    root = runs_dir(profile.name, runs_root) / "sft"
+    folder = root / variant
+    tokens = {"full": cfg.total_tokens, "lora": cfg.lora_tokens, "light": cfg.light_tokens}[variant]
+    digest = fingerprint("sft-model", variant, build_info(base_folder)["fingerprint"],
+                         build_info(data)["fingerprint"], cfg, tokens, profile.seed, profile.dtype)
+    if current(folder, digest):
+        return folder
+    print(f"[mimo-lite] SFT ({variant}) for profile {profile.name!r}: {tokens:,} assistant tokens "
+          f"-> {folder}", flush=True)
+    profile.use_threads()
+    torch.manual_seed(profile.seed)
+    records = load_records(data / ("light.jsonl" if variant == "light" else "full.jsonl"))
+    examples, skipped = prepare(records, tokenizer, cfg.seq_len)
+    run_dir = root / f"{variant}_run"
+    stamp = run_dir / "FINGERPRINT"
+    if run_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        import shutil
+        shutil.rmtree(run_dir)                       # another config's run: start afresh
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    model.train()
+    if variant == "lora":
+        model = add_lora(model, cfg)
+        run_cfg = SFTSection(**{**asdict(cfg), "lr": cfg.lora_lr})
+    else:
+        run_cfg = cfg
+    trainable, total = trainable_parameters(model)
+    memory = training_memory(model)
+    t0 = time.perf_counter()
+    state = train_sft(model, examples, run_cfg, run_dir, tokenizer.pad_token_id, profile.seed,
+                      total_tokens=tokens, progress=progress)
+    wall = time.perf_counter() - t0
+    if variant == "lora":
+        model = model.merge_and_unload()
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    summary = dict(variant=variant, steps=state.step, assistant_tokens=state.tokens,
+                   epochs=state.epoch + 1, conversations=len(examples), skipped=dict(skipped),
+                   trainable_parameters=trainable, total_parameters=total, memory_bytes=memory,
+                   first_loss=metrics[0]["main_loss"] if metrics else None,
+                   final_loss=metrics[-1]["main_loss"] if metrics else None, wall_s=wall)
+    with building(folder, digest, **{k: summary[k] for k in ("steps", "assistant_tokens")}) as tmp:
+        MiMoForCausalLM.save_pretrained(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "sft_summary.json", summary)
+        (tmp / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+    return folder

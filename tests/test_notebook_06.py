@@ -1,0 +1,34 @@
+import pytest
+
+pytestmark = pytest.mark.notebook
+
+
+def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
+    r = run_notebook("06")
+
+    # the paper's three cleaning steps each removed something, and the counts add up
+    data = r["sft_data"]
+    removed = (data["decontamination"]["responses_removed"] + data["incomplete"]["responses_removed"]
+               + data["per_query_cap"]["responses_removed"])
+    assert data["kept"]["responses"] == data["raw"]["responses"] - removed > 0
+    assert data["incomplete"]["responses_removed"] > 0 and data["per_query_cap"]["responses_removed"] > 0
+    assert r["light_records"] == data["kept"]["queries"]
+
+    # loss mask: the trained tokens are exactly the reply; packing changes nothing but speed
+    assert r["mask_is_reply"] and 0 < r["sample_trained"] < r["sample_tokens"]
+    assert r["packing_gap"] < 1e-4
+    assert r["conversations_per_row"] > 1 and r["packing_fill"] > r["padded_fill"]
+
+    runs = r["sft_runs"]
+    assert set(runs) == {"full", "lora", "light"}
+    for variant, s in runs.items():
+        assert s["steps"] > 0 and s["final_loss"] < s["first_loss"], variant
+    assert runs["lora"]["trainable_parameters"] < runs["full"]["trainable_parameters"] / 4
+    assert runs["lora"]["memory_bytes"]["optimizer"] < runs["full"]["memory_bytes"]["optimizer"] / 4
+    assert runs["full"]["trainable_parameters"] == runs["full"]["total_parameters"]
+
+    table = r["heldout_pass_at_1"]
+    assert set(table) == {"base", "light", "full", "lora"}
+    for name, row in table.items():
+        assert 0 <= row["greedy"] <= 1 and 0 <= row["sampled"] <= 1, name
+    assert set(r["boxed_fraction"]) == set(table)
