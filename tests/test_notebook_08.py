@@ -39,7 +39,7 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
         assert finite(v["reward_late"]) and v["easy_pool"] >= 0
     assert set(r["start_ablation"]) == {"full SFT → RL", "light SFT → RL", "base → RL-Zero"}
     for key in ("code_ablation_paper_order", "easy_resampling_steadier", "dynamic_sampling_better",
-                "full_sft_ahead"):
+                "full_sft_ahead", "light_sft_crosses_below_zero"):
         assert isinstance(r[key], bool)
     assert r["wall_s"] >= r["main_runs_wall_s"] > 0
 
