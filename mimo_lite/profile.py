@@ -189,6 +189,69 @@ class SFTSection:
 
 
 @dataclass
+class RLSection:
+    """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
+    16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
+    steps: int = 60                  # GRPO steps of the main runs (RL and RL-Zero)
+    ablation_steps: int = 30         # GRPO steps of each ablation run
+    batch_prompts: int = 8           # groups with signal per step (after dynamic sampling)
+    group_size: int = 8              # G answers per prompt
+    oversample: float = 2.0          # prompts drawn per missing group, before their pass rates are known
+    max_rounds: int = 4              # rollout rounds per step before training on what was found
+    updates_per_step: int = 2        # mini-batch updates per step (the paper: 512 / 32 = 16)
+    lr: float = 2.0e-5
+    eps_low: float = 0.2             # DAPO's values; MiMo states none
+    eps_high: float = 0.28
+    grad_clip: float = 1.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    rollout_batch: int = 64          # sequences the generator decodes together
+    dynamic_sampling: bool = True
+    easy_filter: bool = True
+    easy_alpha: float = 0.1          # probability of drawing from the easy data pool (report §3.3.2)
+    token_level: bool = True         # False: per-answer mean (ablation)
+    kl_coef: float = 0.0             # MiMo: no KL (ablation switch)
+    code_scheme: str = "soft"        # code reward: vanilla, strict or soft (report §3.3.1)
+    math_tiers: list = field(default_factory=lambda: [1, 2, 3, 4])   # math tiers trained on
+    code: bool = True                # train on the code problems too
+    zero: dict = field(default_factory=dict)    # overrides for RL-Zero (from the base model)
+    eval_every: int = 20             # steps between held-out pass@1 measurements
+    eval_samples: int = 4            # sampled answers per held-out problem
+    eval_temperature: float = 0.6    # the paper evaluates at 0.6, top-p 0.95
+    eval_max_new_tokens: int = 96
+    checkpoint_every: int = 20
+    reward_workers: int = 1          # processes of the reward executor
+
+    def __post_init__(self):
+        for name in ("steps", "ablation_steps", "batch_prompts", "group_size", "max_rounds",
+                     "updates_per_step", "max_new_tokens", "rollout_batch", "eval_every",
+                     "eval_samples", "eval_max_new_tokens", "checkpoint_every", "reward_workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"rl.{name} must be a positive whole number, got {value!r}.")
+        if self.group_size < 2:
+            raise ValueError(f"rl.group_size must be ≥ 2: advantages compare answers within a "
+                             f"group, got {self.group_size}.")
+        if self.oversample < 1:
+            raise ValueError(f"rl.oversample must be ≥ 1 (prompts drawn per missing group), got "
+                             f"{self.oversample!r}.")
+        if self.code_scheme not in ("vanilla", "strict", "soft"):
+            raise ValueError(f"rl.code_scheme must be vanilla, strict or soft, got "
+                             f"{self.code_scheme!r}.")
+        if not set(self.math_tiers) <= {1, 2, 3, 4}:
+            raise ValueError(f"rl.math_tiers must be chosen from the tiers 1-4, got {self.math_tiers!r}.")
+        unknown = set(self.zero) - {f.name for f in dataclasses.fields(self)} - {"zero"}
+        if unknown or "zero" in self.zero:
+            raise ValueError(f"rl.zero overrides unknown key(s) {sorted(unknown) or ['zero']}: use "
+                             f"keys of the rl section.")
+
+    def with_overrides(self, **overrides) -> "RLSection":
+        """A copy with some fields replaced (checked like the profile)."""
+        return _build(RLSection, {**dataclasses.asdict(self), **overrides}, "rl")
+
+
+@dataclass
 class Profile:
     name: str
     seed: int = 0
@@ -202,6 +265,7 @@ class Profile:
     problems: ProblemsSection = field(default_factory=ProblemsSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     sft: SFTSection = field(default_factory=SFTSection)
+    rl: RLSection = field(default_factory=RLSection)
 
     @property
     def torch_device(self):

@@ -1,0 +1,90 @@
+"""The reward executor: scores finished completions in a process pool, off the generation path.
+
+MiMo computes rewards asynchronously, next to the rollouts, on dedicated workers (report
+§3.4.1 (b)). Here a pool of processes does it: Math-Verify enforces its time limit with SIGALRM,
+which works only in a process's main thread, so threads will not do; code answers run inside the
+sandbox (`sandbox.py`), started from the worker.
+
+A reward that cannot be computed is never guessed. When the reward function raises, the sandbox
+fails, a worker dies, or the verifier cannot judge (it returns None), the sample is *unscored*:
+its `reason` says why, it is logged, left out of its group's advantages and counted in the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable
+
+from .rewards import score
+
+log = logging.getLogger("mimo_lite.rl")
+
+
+@dataclass(frozen=True)
+class Scored:
+    reward: float | None           # None: unscored
+    reason: str | None = None      # why it is unscored
+
+    @property
+    def ok(self) -> bool:
+        return self.reward is not None
+
+
+def score_safely(score_fn: Callable, problem: dict, completion: str, scheme: str) -> Scored:
+    """Run one reward function, turning every failure into an unscored result with its reason."""
+    try:
+        reward = score_fn(problem, completion, scheme)
+    except Exception as err:                                   # noqa: BLE001 — reported, not hidden
+        return Scored(None, f"{type(err).__name__}: {err}"[:300])
+    if reward is None:
+        return Scored(None, "the verifier could not judge this answer (returned None)")
+    return Scored(float(reward))
+
+
+class RewardExecutor:
+    """`submit(problem, completion)` returns a Future of `Scored`; `workers` processes score them.
+
+    `score_fn(problem, completion, scheme)` defaults to `rewards.score`; `scheme` is the code
+    reward (vanilla, strict or soft). Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, workers: int = 1, scheme: str = "soft", score_fn: Callable = score):
+        self.workers, self.scheme, self.score_fn = workers, scheme, score_fn
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # fork: the workers start at once with the kit already imported (nothing to re-import)
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+
+    def submit(self, problem: dict, completion: str) -> Future:
+        try:
+            inner = self.pool.submit(score_safely, self.score_fn, problem, completion, self.scheme)
+        except BrokenProcessPool:
+            self.pool = self._new_pool()
+            inner = self.pool.submit(score_safely, self.score_fn, problem, completion, self.scheme)
+        outer: Future = Future()
+
+        def done(f: Future) -> None:
+            try:
+                outer.set_result(f.result())
+            except Exception as err:                           # noqa: BLE001 — a worker died
+                outer.set_result(Scored(None, f"reward worker failed: {type(err).__name__}: {err}"[:300]))
+        inner.add_done_callback(done)
+        return outer
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def log_unscored(problem: dict, scored: Scored) -> None:
+    log.warning("unscored sample of %s: %s", problem.get("id"), scored.reason)

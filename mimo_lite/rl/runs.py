@@ -1,0 +1,115 @@
+"""The RL models of a profile: MiMo-RL from the SFT model and MiMo-RL-Zero from the base model.
+
+`ensure_rl_model(profile, start="sft")` leaves `runs/<profile>/rl/`, and `start="base"` leaves
+`runs/<profile>/rl_zero/`: a transformers checkpoint with its tokenizer, the run's
+`metrics.jsonl` and a `summary.json` (held-out pass@1 before and after, rewards, wall time).
+Like `ensure_base_model` it is cached by a fingerprint of everything the run read; the run itself
+works in `runs/<profile>/grpo/<name>/` (checkpoints: a killed run resumes). Ablations pass
+`overrides` of the `rl` section and a `name` of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..artifacts import build_info, building, current, fingerprint, write_json
+from ..notebook import runs_dir
+from ..profile import as_profile
+from ..train.loop import read_metrics
+from .problems import ensure_problems, load_problems
+
+STARTS = ("sft", "base")
+
+
+def start_model(profile, start: str, runs_root=None, variant: str = "full", progress: bool = True) -> Path:
+    """The checkpoint folder RL starts from: the SFT model (`variant` full or light) or the base."""
+    if start == "sft":
+        from ..train.sft import ensure_sft_model
+        return Path(ensure_sft_model(profile, runs_root=runs_root, variant=variant, progress=progress))
+    if start == "base":
+        from ..train import ensure_base_model
+        ensure_base_model(profile, runs_root, progress)
+        return runs_dir(profile.name, runs_root) / "base"
+    raise ValueError(f"RL starts from 'sft' (MiMo-RL) or 'base' (MiMo-RL-Zero), got {start!r}.")
+
+
+def rl_problems(problems: list[dict], cfg) -> list[dict]:
+    """The problems a run trains (and is evaluated) on: the chosen math tiers, code if enabled."""
+    return [p for p in problems
+            if (p["domain"] == "math" and p.get("tier") in cfg.math_tiers)
+            or (p["domain"] == "code" and cfg.code)]
+
+
+def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
+                    name: str | None = None, overrides: dict | None = None,
+                    steps: int | None = None, progress: bool = True) -> Path:
+    """Train (or reuse) a GRPO run from `start`; returns its folder under runs/<profile>/."""
+    from transformers import AutoTokenizer
+
+    from ..model import MiMoForCausalLM
+    from .trainer import train_grpo
+
+    profile = as_profile(profile)
+    cfg = profile.rl
+    if start == "base":
+        cfg = cfg.with_overrides(**cfg.zero)
+    cfg = cfg.with_overrides(**(overrides or {}))
+    steps = cfg.steps if steps is None else steps
+    name = name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
+    origin = start_model(profile, start, runs_root, variant, progress)
+    problems_dir = ensure_problems(profile, runs_root)
+    digest = fingerprint("grpo", build_info(origin)["fingerprint"], cfg, steps, profile.seed,
+                         profile.dtype, json.loads((problems_dir / "manifest.json").read_text())["key"])
+    root = runs_dir(profile.name, runs_root)
+    folder, work = root / name, root / "grpo" / name
+    if current(folder, digest):
+        return folder
+    print(f"[mimo-lite] GRPO {name!r} from {origin} ({steps} steps) -> {folder}", flush=True)
+    stamp = work / "FINGERPRINT"
+    if work.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(work)                                  # another config's run: start afresh
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    profile.use_threads()
+    torch.manual_seed(profile.seed)
+    device = profile.torch_device
+    model = MiMoForCausalLM.from_pretrained(origin).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(origin)
+    train = rl_problems(load_problems(problems_dir / "train.jsonl"), cfg)
+    heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
+    t0 = time.perf_counter()
+    train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
+               seed=profile.seed, progress=progress)
+    metrics = read_metrics(work / "metrics.jsonl")
+    with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+        write_json(tmp / "summary.json", summarise(metrics, time.perf_counter() - t0))
+    return folder
+
+
+def summarise(metrics: list[dict], seconds: float) -> dict:
+    """Before/after held-out pass@1, first/last rewards (mean of the first and last 5 steps)."""
+    evals = [m for m in metrics if "heldout" in m]
+    steps = [m for m in metrics if "reward" in m]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None      # noqa: E731
+    return dict(heldout_before=evals[0]["heldout"] if evals else None,
+                heldout_after=evals[-1]["heldout"] if evals else None,
+                reward_first=mean([m["reward"] for m in steps[:5]]),
+                reward_last=mean([m["reward"] for m in steps[-5:]]),
+                steps=len(steps), rollouts=sum(m["rollouts"] for m in steps),
+                train_seconds=sum(m["step_s"] for m in steps), seconds=round(seconds, 1))
+
+
+def rl_metrics(folder: Path) -> list[dict]:
+    return read_metrics(Path(folder) / "metrics.jsonl")
+
+
+def rl_summary(folder: Path) -> dict:
+    return json.loads((Path(folder) / "summary.json").read_text())

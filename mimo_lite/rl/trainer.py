@@ -1,0 +1,261 @@
+"""The GRPO trainer: rollouts, rewards, dynamic sampling, mini-batch updates, checkpoints.
+
+One step (report §3.3, facts file §4.3–4.6):
+  1. draw prompts (the easy data pool with probability α), G answers each from the rollout
+     backend at temperature τ; each answer goes to the reward executor as soon as it finishes;
+  2. dynamic sampling: drop the groups whose answers all pass or all fail and draw again until
+     `batch_prompts` groups with signal are found (or `max_rounds` rounds are spent);
+  3. group-normalised advantages (Eq. 2), then `updates_per_step` mini-batch updates of Eq. 1
+     against the rollout policy's log-probabilities. The MTP layers stay frozen: MiMo trains
+     them in pre-training and SFT, not in RL (README §II, issue #14; facts file §1.3).
+Every step appends a line to metrics.jsonl; checkpoints are atomic (`train/checkpoint.py`) and a
+killed run resumes from the newest good one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..eval import prompt_ids, solve_rate
+from ..profile import RLSection
+from ..train import checkpoint
+from ..train.loop import _truncate_metrics
+from .batches import ProblemSampler, dynamic_sampling, zero_advantage
+from .executor import RewardExecutor, Scored, log_unscored
+from .grpo import LossStats, group_advantages, grpo_loss
+from .rollout import EngineRollout, RolloutBackend
+
+
+@dataclass
+class Sample:
+    """One answer of a group: its tokens, π_old's log-probs, its reward and advantage."""
+    problem: dict
+    prompt: list[int]
+    tokens: list[int]
+    logprobs: list[float]
+    text: str
+    scored: Scored | None = None
+    advantage: float | None = None
+
+
+def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: ProblemSampler,
+                   tokenizer, cfg: RLSection, seed: int, prompt_cache: dict | None = None):
+    """Steps 1–2: rollouts until the batch holds `batch_prompts` groups with signal.
+
+    Returns (kept groups, info): info counts rollouts, groups drawn, zero-advantage groups,
+    unscored samples and their reasons, rewards of every scored rollout.
+    """
+    prompt_cache = {} if prompt_cache is None else prompt_cache
+    kept, info = [], dict(rollouts=0, groups=0, zero_advantage=0, rounds=0, rewards=[],
+                          unscored=Counter(), lengths=[])
+    G = cfg.group_size
+    while len(kept) < cfg.batch_prompts and info["rounds"] < cfg.max_rounds:
+        missing = cfg.batch_prompts - len(kept)
+        n = math.ceil(missing * cfg.oversample) if cfg.dynamic_sampling else missing
+        problems = sampler.draw(n)
+        prompts = []
+        for p in problems:
+            if p["id"] not in prompt_cache:
+                prompt_cache[p["id"]] = prompt_ids(tokenizer, p["prompt"])
+            prompts += [prompt_cache[p["id"]]] * G
+        samples, futures = [None] * len(prompts), [None] * len(prompts)
+        for i, c in backend.rollouts(prompts, seed=seed * 1000 + info["rounds"]):
+            text = tokenizer.decode(c.tokens, skip_special_tokens=True)
+            samples[i] = Sample(problems[i // G], prompts[i], c.tokens, c.logprobs, text)
+            futures[i] = executor.submit(problems[i // G], text)       # scored while others decode
+        for s, f in zip(samples, futures):
+            s.scored = f.result()
+            if not s.scored.ok:
+                log_unscored(s.problem, s.scored)
+                info["unscored"][s.scored.reason.split(":")[0]] += 1
+        groups = [samples[g * G:(g + 1) * G] for g in range(len(problems))]
+        for group in groups:
+            rewards = [s.scored.reward for s in group]
+            sampler.observe(group[0].problem, rewards)
+            info["zero_advantage"] += zero_advantage(rewards)
+            info["rewards"] += [r for r in rewards if r is not None]
+            info["lengths"] += [len(s.tokens) for s in group]
+        info["rollouts"] += len(prompts)
+        info["groups"] += len(groups)
+        info["rounds"] += 1
+        if cfg.dynamic_sampling:
+            new, _ = dynamic_sampling(groups, lambda g: [s.scored.reward for s in g], missing)
+        else:
+            new = groups
+        kept += new
+    for group in kept:
+        for s, a in zip(group, group_advantages([s.scored.reward for s in group])):
+            s.advantage = a
+    return kept, info
+
+
+def sequence_logprobs(model, samples: list[Sample], temperature: float):
+    """log π_θ of each answer token at temperature τ, its entropy, and the answer mask; (B, T) each."""
+    lengths = [len(s.prompt) + len(s.tokens) for s in samples]
+    ids = torch.zeros(len(samples), max(lengths), dtype=torch.long)     # right padding: causal, no mask
+    mask = torch.zeros(len(samples), max(lengths) - 1)
+    old = torch.zeros_like(mask)
+    for i, s in enumerate(samples):
+        ids[i, :lengths[i]] = torch.tensor(s.prompt + s.tokens)
+        start = len(s.prompt) - 1                                         # logits at t predict t + 1
+        mask[i, start:start + len(s.tokens)] = 1
+        old[i, start:start + len(s.tokens)] = torch.tensor(s.logprobs)
+    device = model.lm_head.weight.device
+    ids = ids.to(device)
+    logits = model(ids, return_mtp=False).logits[:, :-1].float() / max(temperature, 1e-6)
+    logp_all = logits.log_softmax(-1)                                    # (B, T-1, V)
+    logprobs = logp_all.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logprobs, old.to(device), mask.to(device), entropy
+
+
+def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
+           generator: torch.Generator, reference=None) -> dict:
+    """Step 3: mini-batch updates of Eq. 1 over the scored answers of the kept groups.
+
+    `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0).
+    """
+    samples = [s for g in groups for s in g if s.advantage is not None]
+    if not samples:
+        return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, kl=0.0, entropy=None, updates=0)
+    order = torch.randperm(len(samples), generator=generator).tolist()
+    parts = [order[k::cfg.updates_per_step] for k in range(cfg.updates_per_step)]
+    stats: list[LossStats] = []
+    entropy, tokens = 0.0, 0
+    for part in (p for p in parts if p):
+        batch = [samples[i] for i in part]
+        logprobs, old, mask, ent = sequence_logprobs(model, batch, cfg.temperature)
+        adv = torch.tensor([s.advantage for s in batch], device=logprobs.device)
+        ref = None
+        if cfg.kl_coef:
+            with torch.no_grad():
+                ref = sequence_logprobs(reference, batch, cfg.temperature)[0]
+        loss, st = grpo_loss(logprobs, old, adv, mask, cfg.eps_low, cfg.eps_high,
+                             token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        optimizer.step()
+        stats.append(st)
+        entropy += (ent * mask).sum().item()
+        tokens += int(mask.sum().item())
+    weight = [s.tokens for s in stats]
+    mean = lambda xs: sum(x * w for x, w in zip(xs, weight)) / max(sum(weight), 1)   # noqa: E731
+    return dict(loss=mean([s.loss for s in stats]), clip_low=mean([s.clip_low for s in stats]),
+                clip_high=mean([s.clip_high for s in stats]),
+                ratio=mean([s.ratio_mean for s in stats]), kl=mean([s.kl for s in stats]),
+                entropy=entropy / max(tokens, 1),
+                updates=len(stats))
+
+
+def freeze_mtp(model) -> None:
+    """MTP layers keep their weights during RL; only the main stack learns."""
+    for p in model.model.mtp_layers.parameters():
+        p.requires_grad_(False)
+
+
+def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: int = 0) -> dict:
+    """Held-out pass@1 (math and code separately, math per tier) at the evaluation settings.
+
+    Code pass@1 counts a program that passes every test; `code_soft` is the mean soft
+    test-difficulty reward, the same yardstick whichever reward a run trained with.
+    """
+    r = solve_rate(model, tokenizer, problems, samples=cfg.eval_samples,
+                   temperature=cfg.eval_temperature, top_p=0.95,
+                   max_new_tokens=cfg.eval_max_new_tokens, seed=seed, scheme="soft")
+    code = [row["reward"] for row in r["rows"] if row["domain"] == "code"]
+    return dict(pass_at_1=r["pass_at_1"], math=r["math"], code=r["code"],
+                code_soft=sum(code) / len(code) if code else None,
+                by_tier={str(k): v for k, v in r["by_tier"].items()})
+
+
+def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: Path,
+               heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
+               executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
+               progress: bool = True) -> list[dict]:
+    """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
+
+    Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
+    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    steps = cfg.steps if steps is None else steps
+    freeze_mtp(model)
+    reference = copy.deepcopy(model).eval() if cfg.kl_coef else None      # π_ref: the start
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=0.0)
+    sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
+    backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
+                                       cfg.max_new_tokens, cfg.rollout_batch)
+    state = dict(step=0, rollouts=0, seconds=0.0)
+    last = checkpoint.latest_good(out_dir / "checkpoints")
+    if last is not None:
+        saved = checkpoint.load(last, model, optimizer)
+        sampler.restore(saved.pop("sampler"))
+        state.update(saved)
+    metrics_path = out_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, state["step"])
+    own_executor = executor is None
+    executor = executor or RewardExecutor(cfg.reward_workers, cfg.code_scheme)
+    generator = torch.Generator().manual_seed(seed)
+    cache: dict = {}
+    lines = []
+
+    def write(line):
+        lines.append(line)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    try:
+        if state["step"] == 0 and heldout:
+            write(dict(step=0, heldout=heldout_pass(model, tokenizer, heldout, cfg, seed)))
+        bar = tqdm(total=steps, initial=state["step"], desc="GRPO", disable=not progress)
+        model.train()
+        while state["step"] < steps:
+            t0 = time.perf_counter()
+            groups, info = collect_groups(backend, executor, sampler, tokenizer, cfg,
+                                          seed * 100_003 + state["step"], cache)
+            t_rollout = time.perf_counter() - t0
+            result = update(model, optimizer, groups, cfg, generator, reference)
+            state["step"] += 1
+            state["rollouts"] += info["rollouts"]
+            seconds = time.perf_counter() - t0
+            state["seconds"] += seconds
+            rewards = info["rewards"]
+            line = dict(step=state["step"], reward=sum(rewards) / max(len(rewards), 1),
+                        valid_groups=len(groups), rollouts=info["rollouts"],
+                        # rollouts it takes to fill one batch of `batch_prompts` groups with signal
+                        rollouts_per_valid_batch=(info["rollouts"] * cfg.batch_prompts / len(groups)
+                                                  if groups else None),
+                        zero_advantage_fraction=info["zero_advantage"] / max(info["groups"], 1),
+                        easy_pool=len(sampler.easy), easy_draws=sampler.easy_draws,
+                        draws=sampler.draws,
+                        response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
+                        unscored=sum(info["unscored"].values()), unscored_reasons=dict(info["unscored"]),
+                        rounds=info["rounds"], rollout_s=t_rollout, step_s=seconds,
+                        total_rollouts=state["rollouts"], wall_s=state["seconds"], **result)
+            if heldout and (state["step"] % cfg.eval_every == 0 or state["step"] == steps):
+                line["heldout"] = heldout_pass(model, tokenizer, heldout, cfg, seed)
+            write(line)
+            bar.update(1)
+            bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
+            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == steps:
+                checkpoint.save(out_dir / "checkpoints", state["step"], model, optimizer,
+                                {**{k: v for k, v in state.items() if k != "step"},
+                                 "sampler": sampler.state()})
+        bar.close()
+    finally:
+        if own_executor:
+            executor.close()
+    return lines
