@@ -68,6 +68,18 @@ def building(folder: Path, digest: str, **info):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_folder(folder: Path, digest: str) -> Path:
+    """A training run's working folder (checkpoints, metrics), kept for resuming while its
+    fingerprint is `digest`; another configuration's leftovers are removed first."""
+    folder = Path(folder)
+    stamp = folder / "FINGERPRINT"
+    if folder.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(folder)                      # another config's run: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    return folder
+
+
 def write_json(path: Path, data) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     path = Path(path)

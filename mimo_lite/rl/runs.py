@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, write_json
+from ..artifacts import build_info, building, current, fingerprint, run_folder, write_json
 from ..notebook import runs_dir
 from ..profile import as_profile
 from ..train.loop import read_metrics
@@ -70,11 +70,7 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     if current(folder, digest):
         return folder
     print(f"[mimo-lite] GRPO {name!r} from {origin} ({steps} steps) -> {folder}", flush=True)
-    stamp = work / "FINGERPRINT"
-    if work.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        shutil.rmtree(work)                                  # another config's run: start afresh
-    work.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
+    run_folder(work, digest)
     profile.use_threads()
     torch.manual_seed(profile.seed)
     device = profile.torch_device

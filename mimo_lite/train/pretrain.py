@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, write_json
+from ..artifacts import build_info, building, current, fingerprint, run_folder, write_json
 from ..model import MiMoForCausalLM
 from ..notebook import runs_dir
 from ..profile import DOMAINS, as_profile
@@ -73,11 +73,7 @@ def _setup(profile, runs_root):
 def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, heldout,
          curriculum=True, max_steps=None, progress=True):
     """Train in `folder`, resuming what a run with the same fingerprint left there."""
-    stamp = folder / "FINGERPRINT"
-    if folder.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        shutil.rmtree(folder)                      # another config's run: start afresh
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
+    run_folder(folder, digest)
     torch.manual_seed(profile.seed)
     profile.use_threads()
     parallel.init()
@@ -120,6 +116,7 @@ def run_control(profile, runs_root=None, progress: bool = True):
         (folder / "checkpoints").mkdir(parents=True)
         shutil.copytree(stage1_end, folder / "checkpoints" / stage1_end.name)
         shutil.copy(root / "pretrain" / "metrics.jsonl", folder / "metrics.jsonl")
+        (folder / "FINGERPRINT").write_text(digest)   # so that _run resumes from stage 1's end
     return _run(folder, digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
                 curriculum=False, progress=progress)
 

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from ..artifacts import building, build_info, current, fingerprint, write_json
+from ..artifacts import building, build_info, current, fingerprint, run_folder, write_json
 from ..model import MiMoForCausalLM
 from ..notebook import runs_dir
 from ..profile import SFTSection, as_profile
@@ -346,13 +346,7 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     torch.manual_seed(profile.seed)
     records = load_records(data / ("light.jsonl" if variant == "light" else "full.jsonl"))
     examples, skipped = prepare(records, tokenizer, cfg.seq_len)
-    run_dir = root / f"{variant}_run"
-    stamp = run_dir / "FINGERPRINT"
-    if run_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        import shutil
-        shutil.rmtree(run_dir)                       # another config's run: start afresh
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
+    run_dir = run_folder(root / f"{variant}_run", digest)
     model.train()
     if variant == "lora":
         model = add_lora(model, cfg)
