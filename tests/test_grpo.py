@@ -213,8 +213,10 @@ def tiny_model():
     return MiMoForCausalLM(preset("smoke", vocab_size=32))
 
 
-def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path):
-    model = tiny_model()
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path, device):
+    model = tiny_model().to(device)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     problems = [{"id": f"p{i}", "prompt": str(i)} for i in range(8)]
     cfg = RLSection(batch_prompts=4, group_size=8, updates_per_step=2, lr=3e-3, max_new_tokens=3,
@@ -226,6 +228,7 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path):
     after = model.state_dict()
     mtp = [k for k in after if "mtp_layers" in k]
     assert mtp and all(torch.equal(before[k], after[k]) for k in mtp)
+    assert next(model.parameters()).device.type == device
     assert any(not torch.equal(before[k], after[k]) for k in after if "mtp_layers" not in k)
     for m in lines:
         assert {"reward", "entropy", "response_length", "clip_low", "clip_high", "easy_pool",
