@@ -38,6 +38,7 @@ class KVCache:
         # zeros, not empty: a masked column still enters q·kᵀ, and a NaN there would leak through
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.k_layers, self.v_layers = self.k.unbind(0), self.v.unbind(0)   # per-layer views
         self.max_length = max_length
 
     @classmethod
@@ -85,32 +86,50 @@ class CacheWindow:
             raise ValueError(f"The KV cache holds {cache.max_length} tokens per row but this step "
                              f"needs {self.span}: allocate a longer cache (max_length).")
         self.attention_mask = None
+        self._additive = None
         device = cache.k.device
-        offsets = torch.arange(num_new, device=device)
         if not self.uniform:
-            self.position_ids = start[:, None] + offsets                          # (B, T)
+            self._position_ids = start[:, None] + torch.arange(num_new, device=device)   # (B, T)
             # row b's query t (position start_b + t) sees its own columns 0 .. start_b + t
             columns = torch.arange(self.span, device=device)
             self.attention_mask = columns <= self.position_ids[:, None, :, None]  # (B, 1, T, S)
             self._row_index = torch.arange(start.shape[0], device=device)[:, None]
             return
-        self.position_ids = (start + offsets)[None]                               # (1, T)
+        self._position_ids = None
         if start > 0 and num_new > 1:
             # several new tokens after a cached prefix: query t sees columns 0 .. start + t
             columns = torch.arange(self.span, device=device)
             self.attention_mask = (columns <= self.position_ids[0, :, None])[None, None]  # (1, 1, T, S)
         # else: one new token sees every column, or an empty prefix needs plain causal attention
 
+    @property
+    def position_ids(self) -> torch.Tensor:
+        """Positions of the new tokens, (B, T) per row or (1, T) when every row is equally long."""
+        if self._position_ids is None:
+            self._position_ids = torch.arange(self.start, self.span, device=self.cache.k.device)[None]
+        return self._position_ids
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """`attention_mask` as 0 / -inf to add to the scores, built once per window (every layer
+        of a pass shares it; SDPA would otherwise convert the boolean mask in each layer)."""
+        if self.attention_mask is None:
+            return None
+        if self._additive is None or self._additive.dtype != dtype:
+            self._additive = torch.zeros(self.attention_mask.shape, dtype=dtype,
+                                         device=self.attention_mask.device
+                                         ).masked_fill_(~self.attention_mask, float("-inf"))
+        return self._additive
+
     def get_seq_length(self) -> int:
         return self.span - self.num_new
 
     def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int):
         """Write the new k, v (B, K, T, d) and return all keys and values to attend, (B, K, S, d)."""
-        keys, values = self.cache.k[layer_idx, self.rows], self.cache.v[layer_idx, self.rows]
+        keys, values = self.cache.k_layers[layer_idx][self.rows], self.cache.v_layers[layer_idx][self.rows]
         if self.uniform:
-            keys[:, :, self.start:self.span] = k
-            values[:, :, self.start:self.span] = v
+            keys.narrow(2, self.start, self.num_new).copy_(k)
+            values.narrow(2, self.start, self.num_new).copy_(v)
         else:
             keys[self._row_index, :, self.position_ids] = k.transpose(1, 2)     # (B, T, K, d)
             values[self._row_index, :, self.position_ids] = v.transpose(1, 2)
-        return keys[:, :, :self.span], values[:, :, :self.span]
+        return keys.narrow(2, 0, self.span), values.narrow(2, 0, self.span)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .cache import KVCache
+from .fused import FusedDecoder
 from .sampling import SamplingParams, sample
 
 
@@ -107,6 +108,7 @@ class Engine:
         self.generator = params.generator(self.device)
         with torch.inference_mode():
             self.cache = KVCache.for_model(model, max_batch_size, max_length, include_mtp=False)
+            self.decoder = FusedDecoder.of(model)                # the model's forward, fewer ops
         self.rows: list[_Row] = []                                # active: cache rows 0..n-1
         self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
         self.waiting: deque[tuple[Completion, int]] = deque()
@@ -149,6 +151,7 @@ class Engine:
     def step(self) -> list[Completion]:
         """Decode one token for every active row, then admit waiting requests into free rows."""
         self.steps += 1
+        self.decoder.sync()               # the model's weights may have changed since the last step
         finished: list[Completion] = []
         if self.rows:
             self._decode(finished)
@@ -165,9 +168,8 @@ class Engine:
         else:
             starts = torch.tensor(lengths, device=self.device)
             window = self.cache.window(starts, 1, rows=slice(0, n), span=longest + 1)
-        h = self.model.model(self.next_tokens[:, None], position_ids=window.position_ids,
-                             attention_mask=window.attention_mask, cache=window)   # (n, 1, D)
-        logits = self.model.lm_head(self.model.model.norm(h[:, -1]))               # (n, V)
+        h = self.decoder.forward(self.next_tokens[:, None], window)               # (n, 1, D)
+        logits = self.decoder.logits(h[:, -1])                                     # (n, V)
         for row in self.rows:
             row.length += 1
         tokens, logprobs = sample(logits, self.params, self.generator)
@@ -184,10 +186,10 @@ class Engine:
         for i, (c, _) in enumerate(admitted):
             ids[i, :len(c.prompt)] = torch.tensor(c.prompt)
         window = self.cache.window(0, ids.shape[1], rows=slice(first, first + len(admitted)))
-        h = self.model.model(ids.to(self.device), cache=window)                   # (m, T, D)
+        h = self.decoder.forward(ids.to(self.device), window)                     # (m, T, D)
         last = torch.tensor(lengths, device=self.device) - 1
         h_last = h[torch.arange(len(admitted), device=self.device), last]          # (m, D)
-        logits = self.model.lm_head(self.model.model.norm(h_last))
+        logits = self.decoder.logits(h_last)
         for (c, max_new), length in zip(admitted, lengths):
             c.start_step = self.steps
             self.rows.append(_Row(c, max_new, length))

@@ -93,7 +93,7 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, params: SamplingP
     z = logits.float()
     if not params.greedy:
         z = z / params.temperature
-    return z.gather(-1, tokens[:, None]).squeeze(-1) - z.logsumexp(-1)
+    return z.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
 def sample(logits: torch.Tensor, params: SamplingParams,

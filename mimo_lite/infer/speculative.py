@@ -37,6 +37,7 @@ import torch
 
 from .cache import KVCache
 from .engine import Completion, StopRule
+from .fused import FusedDecoder
 from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
 
@@ -105,25 +106,22 @@ def accept_drafts(p: torch.Tensor, drafts: list[int], q: list[torch.Tensor] | No
     return K, torch.multinomial(p[K], 1, generator=generator).item()
 
 
-def _draft(model, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, n: int,
+def _draft(decoder: FusedDecoder, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, n: int,
            num_draft: int, params: SamplingParams, generator):
     """Run the MTP chain over indices s..n-1 (filling its cache) and draft d_1..d_K.
 
     hidden: (n-s, D) main-model states h_s..h_{n-1}. Layer k at index t reads x_{t+k+1} at
     position t+k+1 (as in `mtp_forward`); the tokens beyond x_n are the drafts made so far.
     """
-    m, T = model.model, n - s
+    T = n - s
     known = seq[s + 1:n + 1]                                    # x_{s+1} .. x_n
     z = hidden[None]                                            # (1, T, D)
     window = cache.window(s, T)
-    cos, sin = m.rope(torch.arange(s + 1, n + num_draft, device=z.device)[None], z.dtype)
     drafts, q = [], []
-    for k, layer in enumerate(m.mtp_layers[:num_draft]):
+    for k in range(num_draft):
         tokens = (known + drafts)[k:k + T]                      # x_{t+k+1}, t = s..n-1
-        embeds = m.embed_tokens(torch.tensor([tokens], device=z.device))
-        rope = cos[:, k:k + T], sin[:, k:k + T]                 # positions t+k+1
-        z, normed = layer(z, embeds, *rope, window.attention_mask, window)   # its slot: L + k
-        logits = model.lm_head(normed[:, -1])                                # (1, V)
+        ids = torch.tensor([tokens], device=z.device)
+        z, logits = decoder.mtp(k, z, ids, s + k + 1, window)   # positions t+k+1; its slot: L + k
         if params.greedy:
             drafts.append(logits.argmax(-1).item())
         else:
@@ -161,6 +159,7 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
     device = model.lm_head.weight.device
     generator = params.generator(device)
     cache = KVCache.for_model(model, 1, len(prompt) + max_new + K + 1)
+    decoder = FusedDecoder.of(model)                         # the model's forward, fewer ops
     completion, stats = Completion(0, prompt, start_step=0), SpecStats(K)
 
     def emit(tokens: list[int], logprobs: list[float]) -> bool:
@@ -173,17 +172,16 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
         return False
 
     n = len(prompt)                                   # tokens the main model has read
-    h = model.model(torch.tensor([prompt], device=device), cache=cache.window(0, n))[0]   # (n, D)
-    token, logprob = sample(model.lm_head(model.model.norm(h[-1:])), params, generator)
+    h = decoder.forward(torch.tensor([prompt], device=device), cache.window(0, n))[0]   # (n, D)
+    token, logprob = sample(decoder.logits(h[-1:]), params, generator)
     seq = prompt + token.tolist()                     # x_0 .. x_n
     s, hidden = 0, h                                  # MTP cache length; h_s .. h_{n-1}
     done = emit(token.tolist(), logprob.tolist())
     while not done:
-        drafts, q = _draft(model, cache, hidden, seq, s, n, K, params, generator)
+        drafts, q = _draft(decoder, cache, hidden, seq, s, n, K, params, generator)
         ids = torch.tensor([[seq[n]] + drafts], device=device)
-        window = cache.window(n, K + 1)
-        h = model.model(ids, window.position_ids, window.attention_mask, window)[0]  # (K+1, D)
-        logits = model.lm_head(model.model.norm(h))                           # (K+1, V)
+        h = decoder.forward(ids, cache.window(n, K + 1))[0]                   # (K+1, D)
+        logits = decoder.logits(h)                                            # (K+1, V)
         p = logits if params.greedy else probabilities(logits, params)
         a, token = accept_drafts(p, drafts, q, params.greedy, generator)
         stats.record(a)
