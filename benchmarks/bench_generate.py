@@ -119,6 +119,19 @@ def speculative(model, prompts, eos, max_new, num_draft, repeats, device):
     return tokens / min(plain_s), tokens / min(spec_s), stats, same
 
 
+def throughput_table(model, prompts_for, args, device):
+    """One markdown row per batch size: the kit against transformers' generate."""
+    print("\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")
+    print("|---|---|---|---|---|")
+    for b in args.batch:
+        rates, same = throughput(model, prompts_for(b), args.new_tokens, args.repeats, device)
+        kit = rates["mimo-lite generate"]
+        hf_mimo = rates["transformers generate (MiMoForCausalLM)"]
+        hf_qwen = rates["transformers generate (Qwen2ForCausalLM)"]
+        print(f"| {b} | {kit:,.0f} | {hf_mimo:,.0f} / {hf_qwen:,.0f} | "
+              f"{kit / hf_mimo:.2f}× / {kit / hf_qwen:.2f}× | {same} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="toy", help="profile whose model to use: smoke, toy, gpu")
@@ -133,6 +146,9 @@ def main():
     parser.add_argument("--mtp-layers", type=int, default=3,
                         help="also extend to this many MTP layers, fine-tune the copies, and time them")
     parser.add_argument("--runs", default=None, help="root of runs/ (where the base model is kept)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="random weights of the profile's size and random prompts: throughput only, "
+                             "without building a corpus or pre-training (the speculative part is skipped)")
     parser.add_argument("--model", default="base", choices=["base", "sft"],
                         help="the base model of notebook 04 or the full SFT model of notebook 06, "
                              "whose reasoning follows the long-CoT traces")
@@ -144,6 +160,15 @@ def main():
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
 
+    if args.untrained:
+        torch.manual_seed(profile.seed)
+        model = MiMoForCausalLM(profile.model.config()).to(device=device, dtype=dtype).eval()
+        prompt = torch.randint(0, model.config.vocab_size, (16,)).tolist()
+        print(f"\n{args.size} untrained model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+              f"parameters, {device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+        throughput_table(model, lambda b: [prompt] * b, args, device)
+        return
+
     model, tokenizer = ensure_base_model(profile, args.runs)
     if args.model == "sft":
         folder = ensure_sft_model(profile, args.runs, "full")
@@ -153,15 +178,7 @@ def main():
     print(f"\n{args.size} {args.model} model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"{device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
 
-    print(f"\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")
-    print("|---|---|---|---|---|")
-    for b in args.batch:
-        rates, same = throughput(model, equal_length(pool, b), args.new_tokens, args.repeats, device)
-        kit = rates["mimo-lite generate"]
-        hf_mimo = rates["transformers generate (MiMoForCausalLM)"]
-        hf_qwen = rates["transformers generate (Qwen2ForCausalLM)"]
-        print(f"| {b} | {kit:,.0f} | {hf_mimo:,.0f} / {hf_qwen:,.0f} | "
-              f"{kit / hf_mimo:.2f}× / {kit / hf_qwen:.2f}× | {same} |", flush=True)
+    throughput_table(model, lambda b: equal_length(pool, b), args, device)
 
     spec_prompts = pool[:args.spec_prompts]
     max_new = profile.inference.max_new_tokens

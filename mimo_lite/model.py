@@ -309,10 +309,15 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
 
 
 def shifted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, shift: int) -> torch.Tensor:
-    """Mean CE of logits[:, t] against labels[:, t + shift] over positions whose label is not -100."""
-    n = labels.shape[1] - shift
-    logits = logits[:, :n]
-    target = labels[:, shift:shift + logits.shape[1]]
+    """Mean CE of logits[:, t] against labels[:, t + shift] over positions whose label is not -100.
+
+    The labels are shifted, not the logits: positions past the end get the ignored label, so
+    the (B, T, V) logits, the largest tensor of a step, are used in place instead of copied.
+    """
+    n = logits.shape[1]
+    target = labels[:, shift:shift + n]
+    if target.shape[1] < n:
+        target = F.pad(target, (0, n - target.shape[1]), value=-100)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
                            ignore_index=-100)
 

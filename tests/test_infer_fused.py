@@ -85,3 +85,23 @@ def test_generation_follows_weights_changed_in_place():
     assert after.tokens[0] == logits.argmax().item()
     assert after.logprobs[0] == pytest.approx(logits.log_softmax(-1).max().item(), abs=1e-5)
     assert after.tokens != before.tokens
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@torch.inference_mode()
+def test_fused_forward_on_cuda(dtype):
+    """On a GPU the attention goes through SDPA (also at one query per row), in fp32 and bf16."""
+    model = perturbed_model().to(device="cuda", dtype=dtype)
+    fused = FusedDecoder.of(model)
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(4)).cuda()
+    full = model(ids).logits
+    cache = KVCache.for_model(model, 2, 16)
+    h = fused.forward(ids[:, :6], cache.window(0, 6))
+    for t in range(6, 9):
+        h = torch.cat([h, fused.forward(ids[:, t:t + 1], cache.window(t, 1))], dim=1)
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.15, rtol=0.05)
+    torch.testing.assert_close(fused.logits(h.reshape(-1, h.shape[-1])).float(),
+                               full.reshape(-1, 64).float(), **tol)
+    [c] = generate(model, [ids[0].tolist()], SamplingParams(temperature=0, max_new_tokens=8))
+    assert len(c.tokens) == 8 and all(0 <= t < 64 for t in c.tokens)
