@@ -141,12 +141,18 @@ class FusedDecoder:
             half = c.head_dim // 2
             self.cos = cos[0, :, None]                                          # (S, 1, d)
             self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)[:, None]  # signs of rotate_half
-        self._params = [p for p in self._model().parameters() if not p.is_inference()]
+        trainable = [p for p in self._model().parameters() if not p.is_inference()]
+        # sync() watches the first and last few: an optimiser step or load_state_dict bumps them all
+        self._params = trainable[:2] + trainable[-2:]
         self._versions = [p._version for p in self._params]
         self._signature = self._current()
 
     def sync(self) -> None:
-        """Rebuild if a parameter was updated in place since the last build (cheap: once per step)."""
+        """Rebuild if the weights were updated in place since the last build; cheap, for every step.
+
+        It watches four parameters (an optimiser step or `load_state_dict` updates every one);
+        `FusedDecoder.of`, at the start of each generation run, checks them all.
+        """
         if [p._version for p in self._params] != self._versions:
             self.refresh()
 
