@@ -50,7 +50,7 @@ def _t(w: torch.Tensor, row_scale: torch.Tensor | None = None) -> torch.Tensor:
 class _Block:
     """One decoder block's weights, fused, transposed and with its norms' weights folded in."""
 
-    def __init__(self, layer, eps: tuple):
+    def __init__(self, layer):
         attn, mlp = layer.self_attn, layer.mlp
         self.H, self.K, self.d = attn.n_heads, attn.n_kv_heads, attn.head_dim
         scale = self.d ** -0.5        # softmax(q·k/√d): folded into q's weights once
@@ -63,12 +63,14 @@ class _Block:
                           layer.post_attention_layernorm.weight)
         self.down = _t(mlp.down_proj.weight)
         self.ffn = mlp.gate_proj.weight.shape[0]
-        self.eps = eps            # (eps, D) as fp32 tensors, see normalize
 
 
 class _MTP(_Block):
-    def __init__(self, layer, eps: tuple, lm_head: torch.Tensor):
-        super().__init__(layer, eps)
+    """An MTP layer: its block, `input_proj` with both input norms folded in, and its own copy of
+    the LM head with its final norm folded in."""
+
+    def __init__(self, layer, lm_head: torch.Tensor):
+        super().__init__(layer)
         self.input_proj = _t(layer.input_proj.weight, torch.cat([layer.hidden_layernorm.weight,
                                                                  layer.token_layernorm.weight]))
         self.lm_head = _t(lm_head, layer.final_layernorm.weight)
@@ -131,17 +133,18 @@ class FusedDecoder:
         m, c = model.model, model.config
         with torch.no_grad():
             self.embed = m.embed_tokens.weight.detach()
+            # (eps, D) as 0-dim fp32 tensors, see normalize
             self.eps = tuple(torch.tensor(v, dtype=torch.float32, device=self.embed.device)
                              for v in (c.rms_norm_eps, float(c.hidden_size)))
-            self.blocks = [_Block(layer, self.eps) for layer in m.layers]
-            self.mtp_blocks = [_MTP(layer, self.eps, model.lm_head.weight) for layer in m.mtp_layers]
+            self.blocks = [_Block(layer) for layer in m.layers]
+            self.mtp_blocks = [_MTP(layer, model.lm_head.weight) for layer in m.mtp_layers]
             self.lm_head = _t(model.lm_head.weight, m.norm.weight)
             positions = torch.arange(c.max_position_embeddings, device=self.embed.device)
             cos, sin = m.rope(positions[None], self.embed.dtype)                # (1, S, d)
             half = c.head_dim // 2
             self.cos = cos[0, :, None]                                          # (S, 1, d)
             self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)[:, None]  # signs of rotate_half
-        trainable = [p for p in self._model().parameters() if not p.is_inference()]
+        trainable = [p for p in model.parameters() if not p.is_inference()]
         # sync() watches the first and last few: an optimiser step or load_state_dict bumps them all
         self._params = trainable[:2] + trainable[-2:]
         self._versions = [p._version for p in self._params]
@@ -161,7 +164,7 @@ class FusedDecoder:
         B, T, D = x.shape
         H, K, d = b.H, b.K, b.d
         x = x.view(B * T, D)
-        y = normalize(x, b.eps)
+        y = normalize(x, self.eps)
         qkv = (torch.mm(y, b.qkv) if b.qkv_bias is None else torch.addmm(b.qkv_bias, y, b.qkv))
         qkv = qkv.view(B, T, H + 2 * K, d)
         qk = qkv[:, :, :H + K]
@@ -182,23 +185,18 @@ class FusedDecoder:
                 qk[:, :, :H].transpose(1, 2), k, v, attn_mask=mask, is_causal=mask is None and T > 1,
                 enable_gqa=H != K, scale=1.0).transpose(1, 2).reshape(B * T, H * d)
         x = x + torch.mm(out, b.o)
-        gate_up = torch.mm(normalize(x, b.eps), b.gate_up)
+        gate_up = torch.mm(normalize(x, self.eps), b.gate_up)
         x = x + torch.mm(F.silu(gate_up[:, :b.ffn]) * gate_up[:, b.ffn:], b.down)
         return x.view(B, T, D)
 
-    def _rope(self, position_ids: torch.Tensor | None, start: int = 0, length: int = 0):
-        """cos, sin, (B or 1, T, 1, d), for per-row positions (B, T) or for start .. start+length-1."""
-        if position_ids is None:
-            return self.cos[start:start + length], self.sin[start:start + length]
-        return self.cos[position_ids], self.sin[position_ids]
+    def _rope(self, positions: slice | torch.Tensor):
+        """cos, sin for a range of positions, (T, 1, d), or per-row positions (B, T): (B, T, 1, d)."""
+        return self.cos[positions], self.sin[positions]
 
     def forward(self, input_ids: torch.Tensor, window: CacheWindow) -> torch.Tensor:
         """Main stack over new tokens (B, T) written through `window`: (B, T, D) before the final norm."""
         x = self.embed[input_ids]
-        if window.uniform:
-            cos, sin = self._rope(None, window.start, window.num_new)
-        else:
-            cos, sin = self._rope(window.position_ids)
+        cos, sin = self._rope(slice(window.start, window.span) if window.uniform else window.position_ids)
         for i, b in enumerate(self.blocks):
             x = self._block(b, x, cos, sin, window, i)
         return x
@@ -215,7 +213,7 @@ class FusedDecoder:
         """
         b, T = self.mtp_blocks[k], token_ids.shape[1]
         x = torch.cat([normalize(hidden, self.eps), normalize(self.embed[token_ids], self.eps)], dim=-1)
-        cos, sin = self._rope(None, start, T)
+        cos, sin = self._rope(slice(start, start + T))
         z = self._block(b, torch.mm(x.view(T, -1), b.input_proj).view(1, T, -1), cos, sin, window,
                         len(self.blocks) + k)
         return z, torch.mm(normalize(z[0, -1:], self.eps), b.lm_head)
