@@ -31,7 +31,7 @@ from mimo_lite.infer import (SamplingParams, SpecStats, completion_batches,  # n
                              speculative_generate)
 from mimo_lite.model import qwen2_twin  # noqa: E402
 from mimo_lite.profile import load_profile  # noqa: E402
-from mimo_lite.rl.problems import math_problems  # noqa: E402
+from mimo_lite.tasks.problems import math_problems  # noqa: E402
 from mimo_lite.model import MiMoForCausalLM  # noqa: E402
 from mimo_lite.train import ensure_base_model, ensure_sft_model  # noqa: E402
 

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 
-from mimo_lite.rl.problems import code_problems
-from mimo_lite.rl.sandbox import WORKERS, parse_test, run_tests
+from mimo_lite.tasks.problems import code_problems
+from mimo_lite.tasks.sandbox import WORKERS, parse_test, run_tests
 
 
 def naive(program: str, test: dict) -> bool:

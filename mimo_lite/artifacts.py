@@ -21,6 +21,21 @@ from pathlib import Path
 MARKER = "BUILD.json"
 
 
+def repo_root() -> Path | None:
+    """The kit's checkout (holding `notebooks/` and `pyproject.toml`) above the working directory."""
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").exists():
+            return folder
+    return None
+
+
+def runs_dir(profile_name: str, root: str | Path | None = None) -> Path:
+    """`runs/<profile>/`: every artifact of a profile. $MIMO_LITE_RUNS overrides `runs/`."""
+    if root is None:
+        root = os.environ.get("MIMO_LITE_RUNS") or (repo_root() or Path.cwd()) / "runs"
+    return Path(root) / profile_name
+
+
 def fingerprint(*parts) -> str:
     """A short stable hash of JSON-able parts (dataclasses are converted to dicts)."""
     def plain(x):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .notebook import repo_root, runs_dir
+from .artifacts import repo_root, runs_dir
 from .profile import load_profile
 
 

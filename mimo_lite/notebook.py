@@ -9,25 +9,10 @@ writes, so a test can assert on what the notebook computed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from .artifacts import runs_dir
 from .profile import Profile, load_profile
-
-
-def repo_root() -> Path | None:
-    """The kit's checkout (holding `notebooks/` and `pyproject.toml`) above the working directory."""
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").exists():
-            return folder
-    return None
-
-
-def runs_dir(profile_name: str, root: str | Path | None = None) -> Path:
-    """`runs/<profile>/`: every artifact of a profile. $MIMO_LITE_RUNS overrides `runs/`."""
-    if root is None:
-        root = os.environ.get("MIMO_LITE_RUNS") or (repo_root() or Path.cwd()) / "runs"
-    return Path(root) / profile_name
 
 
 class NotebookRun:

@@ -131,17 +131,12 @@ class PretrainSection:
     heldout_sequences: int = 16           # per domain, for the held-out loss at each stage's end
     compile: bool = False                 # torch.compile the model (GPU profiles)
 
-    def schedule(self):
-        from .train.schedules import Schedule
-        return Schedule(self.total_tokens, self.peak_lr, tuple(self.stage_fractions),
-                        self.min_warmup_tokens)
-
 
 @dataclass
 class ProblemsSection:
     """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
     math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
-    code_families: int = 9         # the first families of data/problems/code.yaml (9 in all)
+    code_families: int = 9         # the first families of mimo_lite/tasks/templates/code.yaml (9 in all)
     code_variants: int = 3         # problems per code family, its first variants
     typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
     heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out

@@ -1,4 +1,4 @@
-from mimo_lite.rl.decontamination import decontamination_report, ngram_overlap, ngrams
+from mimo_lite.tasks.decontamination import decontamination_report, ngram_overlap, ngrams
 
 
 def test_ngrams_are_word_level_and_case_blind():

@@ -1,6 +1,6 @@
 import pytest
 
-from mimo_lite.rl.difficulty import difficulty_levels, grade_problem, pass_rates
+from mimo_lite.tasks.difficulty import difficulty_levels, grade_problem, pass_rates
 
 
 def test_pass_rates_are_per_test_means_over_solutions():

@@ -11,7 +11,7 @@ import torch
 from mimo_lite import MiMoForCausalLM, preset
 from mimo_lite.infer import Completion
 from mimo_lite.profile import RLSection, load_profile
-from mimo_lite.rl import rewards
+from mimo_lite.tasks import rewards
 from mimo_lite.rl.batches import ProblemSampler, dynamic_sampling, zero_advantage
 from mimo_lite.rl.executor import RewardExecutor, Scored, score_safely
 from mimo_lite.rl.grpo import group_advantages, grpo_loss, token_weights

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mimo_lite.train.loop import read_metrics
+from mimo_lite.train.run import read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pretrain_helpers  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 
 from mimo_lite import MiMoForCausalLM, preset
 from mimo_lite.profile import SFTSection
-from mimo_lite.train.loop import read_metrics
+from mimo_lite.train.run import read_metrics
 from mimo_lite.train.sft import IGNORE, pack, train_sft
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

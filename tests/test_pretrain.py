@@ -1,6 +1,5 @@
 """The pre-training loop: schedules, exact resume after SIGKILL, corrupted checkpoints."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from mimo_lite.train import checkpoint
-from mimo_lite.train.loop import read_metrics
+from mimo_lite.train.run import read_metrics
 from mimo_lite.train.schedules import Schedule
 
 sys.path.insert(0, str(Path(__file__).parent))

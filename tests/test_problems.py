@@ -4,10 +4,10 @@ from collections import Counter
 
 import pytest
 
-from mimo_lite.rl.problems import (code_problems, code_solutions, ensure_problems, load_problems,
+from mimo_lite.tasks.problems import (code_problems, code_solutions, ensure_problems, load_problems,
                                    math_problems, split_problems, validate_problem)
-from mimo_lite.rl.rewards import math_reward
-from mimo_lite.rl.sandbox import run_tests
+from mimo_lite.tasks.rewards import math_reward
+from mimo_lite.tasks.sandbox import run_tests
 
 
 @pytest.fixture(scope="module")

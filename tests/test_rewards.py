@@ -1,7 +1,7 @@
 import pytest
 
-from mimo_lite.rl import rewards
-from mimo_lite.rl.rewards import code_reward, math_reward, score, vanilla_code_reward
+from mimo_lite.tasks import rewards
+from mimo_lite.tasks.rewards import code_reward, math_reward, score, vanilla_code_reward
 
 
 E, M, H = "Easy", "Medium", "Hard"

@@ -1,6 +1,6 @@
 import pytest
 
-from mimo_lite.rl.sandbox import STATUSES, Limits, parse_test, run_tests
+from mimo_lite.tasks.sandbox import STATUSES, Limits, parse_test, run_tests
 
 DOUBLE = "def double(x):\n    return 2 * x\n"
 SUM_STDIN = "print(sum(map(int, input().split())))\n"
@@ -83,7 +83,7 @@ def test_the_expected_value_stays_in_the_harness():
 
 def test_a_machine_that_cannot_confine_files_is_refused(monkeypatch):
     """Without Landlock and without root, run_tests refuses rather than run code unconfined."""
-    from mimo_lite.rl import sandbox
+    from mimo_lite.tasks import sandbox
 
     crippled = sandbox.JAIL.replace("layers += landlock(libc, ctypes, library)", "pass")
     crippled = crippled.replace("    if root:\n", "    if False:\n")

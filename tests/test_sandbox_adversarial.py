@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mimo_lite.rl.sandbox import SANDBOX_UID_BASE, WORKERS, Limits, containment, run_tests
+from mimo_lite.tasks.sandbox import SANDBOX_UID_BASE, WORKERS, Limits, containment, run_tests
 
 FAST = Limits(cpu_s=1, wall_s=2.0, memory_mb=256, output_kb=64)
 RETURNS_FOUR = {"code": "assert f() == 4"}

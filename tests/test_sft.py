@@ -6,8 +6,9 @@ import torch
 from mimo_lite import MiMoForCausalLM, preset
 from mimo_lite.data.sft import clean_sft, light_sft, math_traces, raw_sft_pool
 from mimo_lite.profile import SFTSection
-from mimo_lite.tokenizer import IM_END, ensure_tokenizer
-from mimo_lite.train.loop import read_metrics
+from mimo_lite.chat import IM_END
+from mimo_lite.tokenizer import ensure_tokenizer
+from mimo_lite.train.run import read_metrics
 from mimo_lite.train.sft import (IGNORE, Skip, add_lora, encode, pack, prepare, train_sft,
                                  trainable_parameters)
 

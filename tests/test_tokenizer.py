@@ -3,8 +3,8 @@ from transformers import AutoTokenizer
 
 from mimo_lite.config import PRESETS
 from mimo_lite.data import ensure_corpus
-from mimo_lite.tokenizer import (CHAT_TEMPLATE, SPECIAL_TOKENS, THINK_TOKENS, ensure_tokenizer,
-                                 render_chat, train_tokenizer)
+from mimo_lite.chat import CHAT_TEMPLATE, SPECIAL_TOKENS, THINK_TOKENS, render_chat
+from mimo_lite.tokenizer import ensure_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")

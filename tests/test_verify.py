@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from mimo_lite.rl.verify import extract_program, final_answer_region, math_answer_is_correct
+from mimo_lite.tasks.verify import extract_program, final_answer_region, math_answer_is_correct
 
 
 @pytest.mark.parametrize("answer, completion", [

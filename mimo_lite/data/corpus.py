@@ -22,8 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import building, current, fingerprint, quiet_datasets, write_json
-from ..notebook import runs_dir
+from ..artifacts import building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, DataSection, as_profile
 from .dedup import deduplicate
 from .documents import admit
@@ -176,5 +175,5 @@ def _code_digest() -> str:
     here = Path(__file__).parent
     files = [here / f"{name}.py" for name in ("corpus", "documents", "sources", "worked_math",
                                               "reasoning", "low_value", "dedup", "quality")]
-    files.append(here.parent / "tokenizer.py")
+    files.append(here.parent / "chat.py")
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]

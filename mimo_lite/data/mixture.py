@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from ..artifacts import (build_info, building, current, fingerprint, quiet_datasets,
-                         write_json)
-from ..notebook import runs_dir
+                         runs_dir, write_json)
 from ..profile import DOMAINS, StageSection, as_profile
 from .corpus import KEEP, ensure_corpus
 
@@ -70,7 +69,8 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     """
     from datasets import Features, Sequence, Value
 
-    from ..tokenizer import ENDOFTEXT, ensure_tokenizer
+    from ..chat import ENDOFTEXT
+    from ..tokenizer import ensure_tokenizer
 
     profile = as_profile(profile)
     corpus = ensure_corpus(profile, runs_root)
@@ -200,7 +200,8 @@ def heldout_sequences(profile, domain: str, seq_len: int,
     """Held-out documents of `domain` packed like training rows: (n_rows, seq_len) int64."""
     from datasets import load_from_disk
 
-    from ..tokenizer import ENDOFTEXT, ensure_tokenizer
+    from ..chat import ENDOFTEXT
+    from ..tokenizer import ensure_tokenizer
 
     if domain not in DOMAINS:
         raise ValueError(f"Unknown domain {domain!r}; the held-out splits are {list(DOMAINS)}.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..tokenizer import render_chat
+from ..chat import render_chat
 from .documents import document
 from .worked_math import pick, worked_problem
 

@@ -24,8 +24,8 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-from ..rl.decontamination import ngram_overlap
-from ..rl.problems import code_problems, math_problems
+from ..tasks.decontamination import ngram_overlap
+from ..tasks.problems import code_problems, math_problems
 from .worked_math import column_addition, latex
 
 OPENERS = ["", "Let me work this out step by step.", "I need to compute this carefully.",

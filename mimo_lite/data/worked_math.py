@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..tokenizer import render_chat
+from ..chat import render_chat
 
 
 @dataclass

@@ -55,7 +55,7 @@ def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, tempera
     Returns overall, per-domain and per-tier pass@1, and one row per problem with its first reply.
     """
     from ..infer import SamplingParams, generate
-    from ..rl.rewards import score
+    from ..tasks.rewards import score
 
     if not problems:
         raise ValueError("solve_rate needs at least one problem.")

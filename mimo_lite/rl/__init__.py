@@ -1,1 +1,1 @@
-"""Reinforcement learning from verifiable rewards: problems, verifiers, sandbox, rewards, GRPO."""
+"""Reinforcement learning from verifiable rewards, MiMo style: GRPO, rollout, reward executor, runs."""

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
-from .rewards import score
+from ..tasks.rewards import score
 
 log = logging.getLogger("mimo_lite.rl")
 

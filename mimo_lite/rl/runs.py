@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, run_folder, write_json
-from ..notebook import runs_dir
+from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..profile import as_profile
-from ..train.loop import read_metrics
-from .problems import ensure_problems, load_problems
+from ..train.run import read_metrics
+from ..tasks.problems import ensure_problems, load_problems
 
 STARTS = ("sft", "base")
 
@@ -80,7 +79,7 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
-               seed=profile.seed, progress=progress)
+               seed=profile.seed, progress=progress, dtype=profile.torch_dtype)
     metrics = read_metrics(work / "metrics.jsonl")
     with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
         model.save_pretrained(tmp)

@@ -14,21 +14,19 @@ killed run resumes from the newest good one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..eval import prompt_ids, solve_rate
 from ..profile import RLSection
-from ..train import checkpoint
-from ..train.loop import _truncate_metrics
+from ..train.run import Run
 from .batches import ProblemSampler, dynamic_sampling, zero_advantage
 from .executor import RewardExecutor, Scored, log_unscored
 from .grpo import LossStats, group_advantages, grpo_loss
@@ -120,11 +118,13 @@ def sequence_logprobs(model, samples: list[Sample], temperature: float):
 
 
 def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
-           generator: torch.Generator, reference=None) -> dict:
+           generator: torch.Generator, reference=None, autocast=None) -> dict:
     """Step 3: mini-batch updates of Eq. 1 over the scored answers of the kept groups.
 
-    `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0).
+    `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0);
+    `autocast` is the run's precision context (none: the model's own dtype).
     """
+    autocast = autocast or contextlib.nullcontext()
     samples = [s for g in groups for s in g if s.advantage is not None]
     if not samples:
         return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, kl=0.0, entropy=None, updates=0)
@@ -134,11 +134,12 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
     entropy, tokens = 0.0, 0
     for part in (p for p in parts if p):
         batch = [samples[i] for i in part]
-        logprobs, old, mask, ent = sequence_logprobs(model, batch, cfg.temperature)
+        with autocast:
+            logprobs, old, mask, ent = sequence_logprobs(model, batch, cfg.temperature)
         adv = torch.tensor([s.advantage for s in batch], device=logprobs.device)
         ref = None
         if cfg.kl_coef:
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 ref = sequence_logprobs(reference, batch, cfg.temperature)[0]
         loss, st = grpo_loss(logprobs, old, adv, mask, cfg.eps_low, cfg.eps_high,
                              token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
@@ -179,61 +180,59 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
                 by_tier={str(k): v for k, v in r["by_tier"].items()})
 
 
+@dataclass
+class GRPOState:
+    step: int = 0
+    rollouts: int = 0
+    seconds: float = 0.0
+    sampler: dict = field(default_factory=dict)      # the problem sampler's easy pool and RNG
+
+
 def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: Path,
                heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
-               progress: bool = True) -> list[dict]:
+               progress: bool = True, dtype=torch.float32, compile: bool = False,
+               tracker: str = "none") -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
     at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
     reference = copy.deepcopy(model).eval() if cfg.kl_coef else None      # π_ref: the start
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.lr, weight_decay=0.0)
+    # Adam's default betas and no weight decay, as the GRPO runs have always used
+    run = Run(out_dir, model, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999), dtype=dtype,
+              compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
+              progress=progress)
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
     backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
                                        cfg.max_new_tokens, cfg.rollout_batch)
-    state = dict(step=0, rollouts=0, seconds=0.0)
-    last = checkpoint.latest_good(out_dir / "checkpoints")
-    if last is not None:
-        saved = checkpoint.load(last, model, optimizer)
-        sampler.restore(saved.pop("sampler"))
-        state.update(saved)
-    metrics_path = out_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, state["step"])
+    state = run.resume(GRPOState())
+    if state.sampler:
+        sampler.restore(state.sampler)
     own_executor = executor is None
     executor = executor or RewardExecutor(cfg.reward_workers, cfg.code_scheme)
     generator = torch.Generator().manual_seed(seed)
     cache: dict = {}
     lines = []
-
-    def write(line):
-        lines.append(line)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-
     try:
-        if state["step"] == 0 and heldout:
-            write(dict(step=0, heldout=heldout_pass(model, tokenizer, heldout, cfg, seed)))
-        bar = tqdm(total=steps, initial=state["step"], desc="GRPO", disable=not progress)
+        if state.step == 0 and heldout:
+            lines.append(run.log(0, heldout=heldout_pass(model, tokenizer, heldout, cfg, seed)))
+        bar = run.progress(steps, state.step, desc="GRPO")
         model.train()
-        while state["step"] < steps:
+        while state.step < steps:
             t0 = time.perf_counter()
             groups, info = collect_groups(backend, executor, sampler, tokenizer, cfg,
-                                          seed * 100_003 + state["step"], cache)
+                                          seed * 100_003 + state.step, cache)
             t_rollout = time.perf_counter() - t0
-            result = update(model, optimizer, groups, cfg, generator, reference)
-            state["step"] += 1
-            state["rollouts"] += info["rollouts"]
+            result = update(run.forward, run.optimizer, groups, cfg, generator, reference, run.autocast)
+            state.step += 1
+            state.rollouts += info["rollouts"]
             seconds = time.perf_counter() - t0
-            state["seconds"] += seconds
+            state.seconds += seconds
             rewards = info["rewards"]
-            line = dict(step=state["step"], reward=sum(rewards) / max(len(rewards), 1),
+            line = dict(reward=sum(rewards) / max(len(rewards), 1),
                         valid_groups=len(groups), rollouts=info["rollouts"],
                         # rollouts it takes to fill one batch of `batch_prompts` groups with signal
                         rollouts_per_valid_batch=(info["rollouts"] * cfg.batch_prompts / len(groups)
@@ -244,18 +243,16 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                         response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
                         unscored=sum(info["unscored"].values()), unscored_reasons=dict(info["unscored"]),
                         rounds=info["rounds"], rollout_s=t_rollout, step_s=seconds,
-                        total_rollouts=state["rollouts"], wall_s=state["seconds"], **result)
-            if heldout and (state["step"] % cfg.eval_every == 0 or state["step"] == steps):
+                        total_rollouts=state.rollouts, wall_s=state.seconds, **result)
+            if heldout and (state.step % cfg.eval_every == 0 or state.step == steps):
                 line["heldout"] = heldout_pass(model, tokenizer, heldout, cfg, seed)
-            write(line)
+            lines.append(run.log(state.step, **line))
             bar.update(1)
             bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
-            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == steps:
-                checkpoint.save(out_dir / "checkpoints", state["step"], model, optimizer,
-                                {**{k: v for k, v in state.items() if k != "step"},
-                                 "sampler": sampler.state()})
-        bar.close()
+            state.sampler = sampler.state()
+            run.checkpoint(state, force=state.step == steps)
     finally:
+        run.close()
         if own_executor:
             executor.close()
     return lines

@@ -36,7 +36,10 @@ def shard(model):
     """FSDP2: one unit per decoder block and MTP layer, then the root (embeddings, norm, head)."""
     if world_size() == 1:
         return model
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    if isinstance(model, FSDPModule):                 # sharded already (the caller did it)
+        return model
 
     for block in [*model.model.layers, *model.model.mtp_layers]:
         fully_shard(block)

@@ -8,15 +8,13 @@ checkpoint with its tokenizer: `AutoModelForCausalLM.from_pretrained("runs/toy/b
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, run_folder, write_json
+from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..model import MiMoForCausalLM
-from ..notebook import runs_dir
 from ..profile import DOMAINS, as_profile
 from . import parallel
 from .loop import PretrainSection, train
@@ -78,7 +76,7 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     profile.use_threads()
     parallel.init()
     device = profile.torch_device
-    model = parallel.shard(MiMoForCausalLM(config).to(device))
+    model = MiMoForCausalLM(config).to(device)     # sharded by the run scaffold under torchrun
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
                   progress=progress)

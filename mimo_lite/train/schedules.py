@@ -43,6 +43,11 @@ class Schedule:
         (PAPER["stage3_constant"] + PAPER["stage3_decay"]) / PAPER_TOTAL)
     min_warmup_tokens: int = 0
 
+    @classmethod
+    def of(cls, cfg) -> "Schedule":
+        """The schedule a profile's `pretrain` section declares."""
+        return cls(cfg.total_tokens, cfg.peak_lr, tuple(cfg.stage_fractions), cfg.min_warmup_tokens)
+
     def __post_init__(self):
         if self.total_tokens <= 0 or self.peak_lr <= 0:
             raise ValueError("A schedule needs total_tokens > 0 and peak_lr > 0.")

@@ -21,7 +21,6 @@ of those choices at toy size:
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 import warnings
@@ -30,15 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from . import checkpoint
-from ..artifacts import building, build_info, current, fingerprint, run_folder, write_json
+from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..chat import IM_END
 from ..model import MiMoForCausalLM
-from ..notebook import runs_dir
 from ..profile import SFTSection, as_profile
-from ..tokenizer import IM_END
-from .loop import _truncate_metrics, read_metrics
+from .run import Run, read_metrics
 
 IGNORE = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -213,32 +209,22 @@ def training_memory(model) -> dict:
 
 def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_id: int,
               seed: int = 0, total_tokens: int | None = None, max_steps: int | None = None,
-              progress: bool = True) -> SFTState:
+              progress: bool = True, dtype=torch.float32, compile: bool = False,
+              tracker: str = "none") -> SFTState:
     """Fine-tune `model` in place (all its trainable parameters) on packed `examples`.
 
     Constant LR (report §3.1); loss = token-level mean over the assistant tokens of the batch,
     plus λ·MTP loss. Metrics to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/;
     resumes from the newest good checkpoint. Stops after `total_tokens` assistant tokens.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     total_tokens = cfg.total_tokens if total_tokens is None else total_tokens
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
-                                  weight_decay=cfg.weight_decay)
-    state, ckpt_dir = SFTState(), out_dir / "checkpoints"
-    last = checkpoint.latest_good(ckpt_dir)
-    if last is not None:
-        saved = checkpoint.load(last, model, optimizer)
-        state = SFTState(**{k: v for k, v in saved.items() if k != "step"}, step=saved["step"])
-    metrics_path = out_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, state.step)
-    device = next(model.parameters()).device
+    run = Run(out_dir, model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
+              dtype=dtype, compile=compile, log_every=cfg.log_every,
+              checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress)
+    state = run.resume(SFTState())
     rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
     batch_rows = max(1, cfg.batch_tokens // cfg.seq_len)
-    bar = tqdm(total=total_tokens, initial=state.tokens, unit="tok", unit_scale=True,
-               disable=not progress, desc="SFT")
-    window_tokens, window_start = 0, time.perf_counter()
+    bar = run.progress(total_tokens, state.tokens, unit="tok", desc="SFT")
     model.train()
     while state.tokens < total_tokens and (max_steps is None or state.step < max_steps):
         if state.row >= len(rows):                                  # next epoch, new shuffle
@@ -246,7 +232,7 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
             rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
         index = slice(state.row, min(state.row + batch_rows, len(rows)))
         state.row = index.stop
-        batch = {k: v.to(device) for k, v in rows.rows(index).items()}
+        batch = {k: v.to(run.device) for k, v in rows.rows(index).items()}
         n_labels = (batch["labels"][:, 1:] != IGNORE).sum().item()       # main-loss targets
         totals = torch.zeros(3)
         for start in range(0, index.stop - index.start, cfg.micro_batch):
@@ -254,32 +240,23 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
             share = (micro["labels"][:, 1:] != IGNORE).sum().item() / max(n_labels, 1)
             if share == 0:
                 continue
-            out = model(**micro, mtp_loss_weight=cfg.mtp_weight)
+            with run.autocast:
+                out = run.forward(**micro, mtp_loss_weight=cfg.mtp_weight)
             (out.loss * share).backward()
             totals += torch.tensor([out.loss.item(), out.main_loss.item(),
                                     out.mtp_loss.item() if out.mtp_loss is not None else 0.0]) * share
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).item()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.optimizer_step(cfg.grad_clip)
         state.step += 1
         state.tokens += n_labels
-        window_tokens += batch["input_ids"].numel()
+        run.count(batch["input_ids"].numel())
         bar.update(n_labels)
-        if state.step % cfg.log_every == 0 or state.tokens >= total_tokens:
-            elapsed = time.perf_counter() - window_start
-            line = dict(step=state.step, tokens=state.tokens, epoch=state.epoch,
-                        loss=totals[0].item(), main_loss=totals[1].item(), mtp_loss=totals[2].item(),
-                        lr=cfg.lr, grad_norm=grad_norm, tokens_per_s=window_tokens / max(elapsed, 1e-9))
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+        if run.due(state.step, last=state.tokens >= total_tokens):
+            line = run.log(state.step, tokens=state.tokens, epoch=state.epoch, loss=totals[0].item(),
+                           main_loss=totals[1].item(), mtp_loss=totals[2].item(), lr=cfg.lr,
+                           grad_norm=grad_norm)
             bar.set_postfix(loss=f"{line['main_loss']:.3f}", epoch=state.epoch)
-            window_tokens, window_start = 0, time.perf_counter()
-        if state.step % cfg.checkpoint_every == 0:
-            checkpoint.save(ckpt_dir, state.step, model, optimizer,
-                            {k: v for k, v in asdict(state).items() if k != "step"})
-    bar.close()
-    checkpoint.save(ckpt_dir, state.step, model, optimizer,
-                    {k: v for k, v in asdict(state).items() if k != "step"})
+        run.checkpoint(state)
+    run.close(state)
     return state
 
 
@@ -288,7 +265,7 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
 def ensure_sft_data(profile, runs_root=None) -> Path:
     """Build (or reuse) the cleaned long-CoT set and the light set: runs/<profile>/sft/data/."""
     from ..data.sft import clean_sft, light_sft, raw_sft_pool
-    from ..rl.problems import ensure_problems, load_problems
+    from ..tasks.problems import ensure_problems, load_problems
 
     profile = as_profile(profile)
     cfg = profile.sft
@@ -322,7 +299,6 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     variant: "full" (long-CoT, every weight), "lora" (long-CoT, LoRA adapters merged back), or
     "light" (answer format only). Trained from the base model when missing; a killed run resumes.
     """
-    from transformers import AutoTokenizer
 
     from .pretrain import ensure_base_model
 
@@ -357,7 +333,7 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     memory = training_memory(model)
     t0 = time.perf_counter()
     state = train_sft(model, examples, run_cfg, run_dir, tokenizer.pad_token_id, profile.seed,
-                      total_tokens=tokens, progress=progress)
+                      total_tokens=tokens, progress=progress, dtype=profile.torch_dtype)
     wall = time.perf_counter() - t0
     if variant == "lora":
         model = model.merge_and_unload()

@@ -2,8 +2,8 @@
 
 MiMo trains RL only on problems a rule can check: 100K math problems (checked with Math-Verify)
 and 30K code problems (checked by running test cases), report §3.2. The kit generates its suites
-from the templates in `data/problems/`: math in four difficulty tiers, Python problems in nine
-families. One problem per line:
+from the templates in `templates/` beside this file (package data, so an installed copy has them):
+math in four difficulty tiers, Python problems in nine families. One problem per line:
 
     id, domain ("math" | "code"), prompt (the user turn)
     math: answer (the exact answer, checked with Math-Verify), solution (worked), tier, template
@@ -32,13 +32,13 @@ from string import Template
 
 import yaml
 
-from ..notebook import runs_dir
+from ..artifacts import runs_dir, write_json
 from ..profile import Profile, load_profile
 from .difficulty import grade_problem
 from .rewards import LEVELS
 from .sandbox import WORKERS, Limits, parse_test
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "problems"
+DATA = Path(__file__).resolve().parent / "templates"
 FORMAT = 1          # bump when the generated files change for the same templates and settings
 
 
@@ -100,12 +100,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
-
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
 
