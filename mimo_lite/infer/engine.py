@@ -13,6 +13,10 @@ finished rollout goes to the reward as soon as it ends, and a new one takes its 
 
 Rows stay packed: when row r finishes, the last active row moves into it (K/V included), so the
 active rows are always cache rows 0..n-1 and each step attends over one contiguous slice.
+
+A run lasts from a step that finds no row decoding to the step that finishes the last one. It
+starts by taking the model as it is then (`fused.decoder_for`): weights changed between runs are
+always used; weights changed during a run, from the next run (see decoder_for for why).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .cache import KVCache
-from .fused import FusedDecoder
+from .fused import decoder_for
 from .sampling import SamplingParams, sample
 
 
@@ -108,7 +112,7 @@ class Engine:
         self.generator = params.generator(self.device)
         with torch.inference_mode():
             self.cache = KVCache.for_model(model, max_batch_size, max_length, include_mtp=False)
-            self.decoder = FusedDecoder.of(model)                # the model's forward, fewer ops
+        self.decoder = None                                       # chosen as each run starts
         self.rows: list[_Row] = []                                # active: cache rows 0..n-1
         self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
         self.waiting: deque[tuple[Completion, int]] = deque()
@@ -151,7 +155,8 @@ class Engine:
     def step(self) -> list[Completion]:
         """Decode one token for every active row, then admit waiting requests into free rows."""
         self.steps += 1
-        self.decoder.sync()               # the model's weights may have changed since the last step
+        if not self.rows and self.waiting:      # a run starts: the weights as they are now
+            self.decoder = decoder_for(self.model)
         finished: list[Completion] = []
         if self.rows:
             self._decode(finished)

@@ -37,7 +37,7 @@ import torch
 
 from .cache import KVCache
 from .engine import Completion, StopRule
-from .fused import FusedDecoder
+from .fused import FusedDecoder, ModuleDecoder, decoder_for
 from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
 
@@ -106,8 +106,8 @@ def accept_drafts(p: torch.Tensor, drafts: list[int], q: list[torch.Tensor] | No
     return K, torch.multinomial(p[K], 1, generator=generator).item()
 
 
-def _draft(decoder: FusedDecoder, cache: KVCache, hidden: torch.Tensor, seq: list[int], s: int, n: int,
-           num_draft: int, params: SamplingParams, generator):
+def _draft(decoder: FusedDecoder | ModuleDecoder, cache: KVCache, hidden: torch.Tensor, seq: list[int],
+           s: int, n: int, num_draft: int, params: SamplingParams, generator):
     """Run the MTP chain over indices s..n-1 (filling its cache) and draft d_1..d_K.
 
     hidden: (n-s, D) main-model states h_s..h_{n-1}. Layer k at index t reads x_{t+k+1} at
@@ -159,7 +159,7 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
     device = model.lm_head.weight.device
     generator = params.generator(device)
     cache = KVCache.for_model(model, 1, len(prompt) + max_new + K + 1)
-    decoder = FusedDecoder.of(model)                         # the model's forward, fewer ops
+    decoder = decoder_for(model)                             # the model's forward, fewer ops
     completion, stats = Completion(0, prompt, start_step=0), SpecStats(K)
 
     def emit(tokens: list[int], logprobs: list[float]) -> bool:
