@@ -21,10 +21,12 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
 
 
 def watch_dtypes(model) -> set:
-    """Record the dtype of every MLP output the model computes from now on."""
+    """Record the dtype of every MLP output the model computes in training mode from now on
+    (rollouts and evaluation generate in eval mode)."""
     seen = set()
     for layer in model.model.layers:
-        layer.mlp.down_proj.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+        layer.mlp.down_proj.register_forward_hook(
+            lambda m, i, out: seen.add(out.dtype) if m.training else None)
     return seen
 
 
@@ -52,7 +54,7 @@ def test_sft_and_grpo_train_in_the_profiles_dtype(tmp_path, device):
     problems = [{"id": f"p{i}", "prompt": str(i)} for i in range(8)]
     rl = RLSection(batch_prompts=4, group_size=8, updates_per_step=2, lr=3e-3, max_new_tokens=3,
                    checkpoint_every=100, max_rounds=3)
-    seen = watch_dtypes(model)        # generation decodes with its own fused copy: only updates count
+    seen = watch_dtypes(model)
     lines = train_grpo(model, FakeTokenizer(), problems, rl, tmp_path / "grpo", steps=10, seed=0,
                        executor=InlineExecutor(small_token_reward), progress=False, dtype=dtype)
     assert seen == {torch.bfloat16}
