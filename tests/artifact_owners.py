@@ -15,11 +15,12 @@ OWNERS = {
     "pretrain": "04",          # the three-stage run: checkpoints, metrics
     "pretrain_control": "04",  # the stage-1 control run
     "base": "04",
-    "problems": "06",          # the SFT data is decontaminated against the held-out problems
+    "problems": "06",          # notebook 07 teaches it, but 06 decontaminates its SFT data against it
     "sft": "06",
     "grpo": "08",              # the GRPO runs' checkpoints and metrics
     "rl": "08",
     "rl_zero": "08",
+    "ablations": "08",         # the short GRPO runs of the paper's ablations
 }
 NOT_ARTIFACTS = {"notebooks"}  # executed copies, figures and records of every notebook
 
