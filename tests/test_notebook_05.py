@@ -23,8 +23,4 @@ def test_notebook_05_inference_mtp(run_notebook):
     # the first MTP layer is frozen during the extension: its acceptance cannot move
     assert r["acceptance_finetuned"][0] == pytest.approx(r["acceptance_copies"][0])
     assert r["spec1_speedup"] > 0 and r["spec3_speedup"] > 0
-    # the same on the SFT model's replies: output unchanged, figures consistent
-    assert r["sft_spec1_identical"] is True and r["sft_spec3_identical"] is True
-    assert 0 <= r["sft_spec1_acceptance"] <= 1 and 0 <= r["repetition_sft"] <= 1
-    assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
-    assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0
+    assert 0 <= r["repetition_base"] <= 1
