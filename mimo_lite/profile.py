@@ -138,7 +138,7 @@ def _describe(kind, meta) -> str:
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if typing.get_origin(kind) is list:
         item = typing.get_args(kind)[0]
-        words = f"a list of {length or 'any number of'} {_NAMES[item]}s"
+        words = f"a list of {f'{length} ' if length else ''}{_NAMES[item]}s"
     elif kind is dict:
         words = "a mapping"
     elif isinstance(allowed, tuple):
@@ -254,6 +254,9 @@ class PretrainSection:
 
     def __post_init__(self):
         check_fields(self)
+        if abs(sum(self.stage_fractions) - 1) > 1e-6:
+            raise SettingError("stage_fractions", f"are the stages' token shares and must sum to 1, "
+                                                  f"but they sum to {sum(self.stage_fractions):g}.")
 
 
 @dataclass
@@ -453,7 +456,7 @@ def as_profile(profile: str | Path | Profile, overrides: dict | None = None) -> 
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or name not in node or key == "name":
             raise SettingError(f"override {key}", "is not a setting: write section.key with a key "
-                                                  "of the profile file, e.g. pretrain.log_every or seed.")
+                                                  "of the profile file, such as pretrain.log_every or seed.")
         node[name] = _yaml_scalar(value) if isinstance(value, str) else value
     try:
         return _build(Profile, raw)
