@@ -79,7 +79,7 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     model = MiMoForCausalLM(config).to(device)     # sharded by the run scaffold under torchrun
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
-                  progress=progress)
+                  progress=progress, compile=profile.compile, tracker=profile.tracker)
     return model, state
 
 
