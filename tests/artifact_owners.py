@@ -1,8 +1,9 @@
 """Notebooks in order: a notebook builds only its own artifacts and those of notebooks before it.
 
-OWNERS maps each folder under `runs/<profile>/` to the first notebook allowed to create it. After
-notebook N runs, every folder present must belong to a notebook ≤ N; a folder of a later notebook
-means notebook N built something a learner meets only later.
+OWNERS maps each folder under `runs/<profile>/` to the first notebook allowed to create it. Every
+folder that running notebook N creates must belong to a notebook ≤ N; a folder of a later notebook
+means notebook N built something a learner meets only later. (Folders that were there before the
+notebook ran, from other tests sharing the runs root, are not the notebook's doing.)
 """
 
 from __future__ import annotations
@@ -25,16 +26,22 @@ OWNERS = {
 NOT_ARTIFACTS = {"notebooks"}  # executed copies, figures and records of every notebook
 
 
-def artifacts_built_too_early(profile_dir: Path, notebook: str) -> list[str]:
-    """The folders in `profile_dir` that `notebook` (e.g. "05") should not have seen yet, explained."""
+def artifact_folders(profile_dir: Path) -> set[str]:
+    """The artifact folders now in `profile_dir` (none if it does not exist yet)."""
+    if not Path(profile_dir).is_dir():
+        return set()
+    return {f.name for f in Path(profile_dir).iterdir()
+            if f.is_dir() and f.name not in NOT_ARTIFACTS and not f.name.startswith(".")}   # .x.building-<pid>
+
+
+def artifacts_built_too_early(profile_dir: Path, notebook: str, before: set[str] = frozenset()) -> list[str]:
+    """The folders in `profile_dir`, other than those `before` it ran, that `notebook` (e.g. "05")
+    should not have built, explained."""
     problems = []
-    for folder in sorted(Path(profile_dir).iterdir()):
-        name = folder.name
-        if not folder.is_dir() or name in NOT_ARTIFACTS or name.startswith("."):   # .x.building-<pid>
-            continue
+    for name in sorted(artifact_folders(profile_dir) - set(before)):
         owner = OWNERS.get(name)
         if owner is None:
             problems.append(f"{name}/ is in no notebook's list: add it to OWNERS in {Path(__file__).name}")
         elif owner > notebook:
-            problems.append(f"{name}/ belongs to notebook {owner}, but it exists after notebook {notebook}")
+            problems.append(f"{name}/ belongs to notebook {owner}, but notebook {notebook} built it")
     return problems
