@@ -505,7 +505,7 @@ class SimResult:
         return [n for s in self.steps for n in s.selected_lengths]
 
     def __getattr__(self, name):        # launched, selected, dropped_zero, ...: summed over steps
-        if name in StepRecord.__dataclass_fields__:
+        if name in StepRecord.__dataclass_fields__ and "steps" in self.__dict__:
             return self.total(name)
         raise AttributeError(name)
 
