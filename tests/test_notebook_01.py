@@ -25,3 +25,10 @@ def test_notebook_01_builds_the_corpus_and_shows_each_step(run_notebook):
     assert r["seq_len"]["3"] > r["seq_len"]["1"] == r["seq_len"]["2"]
     assert all(tokens > 0 for tokens in r["tokens_per_stage"].values())
     assert r["tokens_by_stage_domain"]["stage3"]["synthetic_reasoning"] > 0
+    think = r["think_rows"]
+    assert sum(think["stage1"].values()) == sum(think["stage2"].values()) == 0   # stage 1–2: no <think>
+    assert think["stage3"]["synthetic_reasoning"] > 0 and set(think["stage3"]) == set(DOMAINS)
+    assert sum(v for d, v in think["stage3"].items() if d != "synthetic_reasoning") == 0
+    dc = r["decontamination"]
+    assert dc["n"] == 16 and dc["evaluation_texts"] > 0
+    assert dc["removed"] == sum(dc["removed_by_domain"].values())

@@ -17,7 +17,7 @@ from ..artifacts import build_info, building, current, fingerprint, run_folder, 
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
-from .loop import PretrainSection, train
+from .loop import PretrainSection, set_rope_theta, train
 
 
 class SamplerStream:
@@ -122,6 +122,30 @@ def run_control(profile, runs_root=None, progress: bool = True):
         (folder / "FINGERPRINT").write_text(digest)   # so that _run resumes from stage 1's end
     return _run(folder, digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
                 curriculum=False, progress=progress)
+
+
+def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
+                    run: str = "pretrain") -> MiMoForCausalLM:
+    """The model as it was at the end of stage 1 or 2 of `run` (its `stage_ends/`), in eval mode,
+    with the RoPE base it trained with (10k: stages 1–2 run at the short context)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from . import checkpoint
+    from ..tokenizer import ensure_tokenizer
+
+    profile = as_profile(profile)
+    folder = runs_dir(profile.name, runs_root) / run / "stage_ends"
+    ends = {json.loads((p / "trainer_state.json").read_text())["stage"]: p
+            for p in checkpoint.checkpoints(folder)}
+    if stage not in ends:
+        raise ValueError(f"No end-of-stage-{stage} checkpoint in {folder} (found stages "
+                         f"{sorted(ends)}): run pretrain({profile.name!r}) to the end first.")
+    model = MiMoForCausalLM(model_config(profile, ensure_tokenizer(profile, runs_root)))
+    model.load_state_dict(load_file(ends[stage] / "model.safetensors"))
+    set_rope_theta(model, 10_000.0)
+    return model.to(profile.torch_device).eval()
 
 
 def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bool = True):
