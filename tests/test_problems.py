@@ -119,3 +119,12 @@ def test_bad_files_are_refused(tmp_path):
         load_problems(tmp_path / "missing.jsonl")
     path.write_text(json.dumps(GOOD_CODE) + "\n\n")
     assert load_problems(path) == [GOOD_CODE]
+
+
+def test_heldout_texts_cover_the_heldout_split_without_the_sandbox(smoke_problems):
+    from mimo_lite.tasks.problems import heldout_texts
+
+    texts = set(heldout_texts("smoke"))
+    heldout = load_problems(smoke_problems / "heldout.jsonl")
+    assert {p["prompt"] for p in heldout} <= texts
+    assert {p["solution"] for p in heldout if p["domain"] == "code"} <= texts
