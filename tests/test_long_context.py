@@ -54,3 +54,34 @@ def test_probe_separates_a_copier_from_a_model_that_cannot_copy():
     assert short[16]["repeat_top1"] > 0.95                       # within its reach
     assert short[48]["repeat_top1"] < 0.2                        # beyond it: no better than the first
     assert short[48]["repeat_loss"] == pytest.approx(short[48]["first_loss"], abs=0.5)
+
+
+def test_loss_by_position_averages_each_bucket():
+    from mimo_lite.eval.long_context import loss_by_position
+
+    class Position:                       # predicts token p+1 perfectly only at positions < 4
+        def __init__(self):
+            self.training = False
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def parameters(self):
+            return iter([self.w])
+
+        def eval(self):
+            return self
+
+        def train(self, mode=True):
+            return self
+
+        def __call__(self, ids):
+            logits = torch.zeros(*ids.shape, 5)
+            nxt = torch.roll(ids, -1, dims=1)
+            logits[:, :4].scatter_(2, nxt[:, :4, None], 50.0)
+            return type("Out", (), {"logits": logits})()
+
+    rows = torch.arange(10).repeat(3, 1) % 5
+    near, far = loss_by_position(Position(), rows, [0, 3, 8])
+    assert near < 1e-6                                         # positions 0-2: right with certainty
+    assert far == pytest.approx((1 * 0 + 4 * torch.log(torch.tensor(5.0)).item()) / 5, rel=1e-4)
+    with pytest.raises(ValueError, match="edges"):
+        loss_by_position(Position(), rows, [0, 12])

@@ -23,3 +23,11 @@ def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
         assert set(per_d) == {"32", "96"}
         for d in per_d.values():
             assert 0 <= d["repeat_top1"] <= 1 and d["repeat_loss"] > 0, name
+    # loss by position: buckets up to stage 3's context, and the verdict follows the intervals
+    assert rec["long_context_position_edges"] == [0, 32, 64, 96, 127]  # smoke: contexts 64 and 128
+    rise = rec["long_context_rise"]
+    assert set(rise) == set(rec["long_context"]) == set(rec["long_context_loss_by_position"])
+    assert all(len(v) == 4 and min(v) > 0 for v in rec["long_context_loss_by_position"].values())
+    a, _, c, ctrl = rise.values()
+    flatter = min(a["mean"] - a["ci95"], ctrl["mean"] - ctrl["ci95"]) - (c["mean"] + c["ci95"])
+    assert rec["long_context_position_verdict"] == (flatter > 0)

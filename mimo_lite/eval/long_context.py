@@ -76,3 +76,29 @@ def copy_probe(model, filler: torch.Tensor, span_tokens: torch.Tensor, distances
                       for name, parts in scores.items() for i, what in enumerate(("loss", "top1"))}
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def loss_by_position(model, rows: torch.Tensor, edges: list[int], batch_size: int = 8) -> list[float]:
+    """Mean next-token loss of ordinary text in position buckets [edges[i], edges[i+1]).
+
+    The plainer half of a context-extension check: a model trained only on sequences of T tokens
+    has never predicted at positions ≥ T, and with RoPE its loss there usually rises; a model
+    trained at the longer context (MiMo's stage 3) keeps it flat. rows: (n, L) token ids with
+    L ≥ edges[-1]; position p's loss is that of predicting token p + 1 from tokens 0..p.
+    """
+    if len(edges) < 2 or sorted(edges) != list(edges) or edges[0] < 0 or rows.shape[1] < edges[-1] + 1:
+        raise ValueError(f"edges must rise from ≥ 0 and rows must hold edges[-1] + 1 tokens; got edges "
+                         f"{edges} for rows of {rows.shape[1]} tokens.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(edges[-1])
+    for batch in rows[:, :edges[-1] + 1].split(batch_size):
+        batch = batch.to(device)
+        logits = model(batch[:, :-1]).logits.float()                           # (b, E, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="none")
+        total += loss.view(len(batch), -1).sum(0).cpu()
+    model.train(was_training)
+    per_position = total / len(rows)
+    return [per_position[lo:hi].mean().item() for lo, hi in zip(edges, edges[1:])]
