@@ -175,6 +175,22 @@ def test_aborted_requests_free_their_rows_and_leave_the_others_unchanged(tempera
         assert out[name].finish_reason == c.finish_reason == "length"
 
 
+def test_requests_with_their_own_seed_sample_the_right_distribution():
+    """Own streams sample by inverse CDF: truncated tokens never, the others at their probability."""
+    model = random_model()
+    params = SamplingParams(temperature=0.7, top_k=5, max_new_tokens=1)
+    n = 600
+    engine = Engine(model, params, max_batch_size=n, max_length=4)
+    for seed in range(n):
+        engine.add_request([4, 2], seed=seed)
+    tokens = torch.tensor([c.tokens[0] for c in engine.run()])
+    with torch.no_grad():
+        p = probabilities(model(torch.tensor([[4, 2]])).logits[:, -1], params)[0]
+    frequency = torch.bincount(tokens, minlength=p.shape[0]).float() / n
+    assert (frequency[p == 0] == 0).all()
+    assert (frequency - p).abs().max() < 4 * (0.25 / n) ** 0.5        # 4 standard deviations at most
+
+
 def test_the_shared_stream_is_unchanged_without_per_request_seeds():
     """Requests without a seed draw, as before, from one stream seeded by SamplingParams.seed."""
     model = random_model()

@@ -39,7 +39,7 @@ import torch
 
 from .cache import KVCache
 from .fused import decoder_for
-from .sampling import SamplingParams, sample, token_logprobs
+from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
 
 @dataclass
@@ -272,7 +272,7 @@ class Engine:
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor]:
         """Next tokens (B,) and log-probs (B,) for `rows`: one draw from the shared stream for the
-        rows without a seed of their own, one draw each from its own stream for the others."""
+        rows without a seed of their own; for the others, one uniform u from each row's stream."""
         own = [i for i, row in enumerate(rows) if row.generator is not None]
         if self.params.greedy or not own:
             return sample(logits, self.params, self.generator)
@@ -281,8 +281,11 @@ class Engine:
             shared = torch.tensor([i for i, row in enumerate(rows) if row.generator is None],
                                   device=self.device)
             tokens[shared] = sample(logits[shared], self.params, self.generator)[0]
-        for i in own:
-            tokens[i:i + 1] = sample(logits[i:i + 1], self.params, rows[i].generator)[0]
+        own_rows = torch.tensor(own, device=self.device)
+        cdf = probabilities(logits[own_rows], self.params).cumsum(-1)                 # (m, V)
+        u = torch.stack([torch.rand((), generator=rows[i].generator, device=self.device) for i in own])
+        # inverse-CDF sampling: the first token x with F(x) > u·F(V) (u·F(V): F(V) may round below 1)
+        tokens[own_rows] = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
         return tokens, token_logprobs(logits, tokens, self.params)
 
     def _append(self, first: int, tokens: torch.Tensor, logprobs: torch.Tensor,
