@@ -110,9 +110,10 @@ class EngineRollout:
         return not self.meta
 
     def set_policy(self, version: int) -> None:
-        """The shared model's weights are now version `version`; the next run decodes with them."""
+        """The shared model's weights are now version `version`; the next run decodes with them.
+        Refused while requests are running; those still waiting start under `version`."""
         if self.engine is not None:
-            self.engine.set_policy(version)      # refuses while requests are running
+            self.engine.set_policy(version)
         self.policy_version = version
 
     def rollouts(self, prompts: Sequence[Sequence[int]], seed: int) -> Iterator[tuple[int, Completion]]:
