@@ -340,6 +340,10 @@ class RLSection:
     max_new_tokens: int = setting(96, "≥ 1")
     rollout_batch: int = setting(64, "≥ 1")          # sequences the generator decodes together
     dynamic_sampling: bool = setting(True)
+    # how a step's rollouts are scheduled (report §3.4.1, Table 2; `rl/seamless.py`): naive rounds
+    # with a barrier, or the Seamless Rollout Engine's continuous rollout, + async reward, + early termination
+    rollout_mode: str = setting("naive", ("naive", "no_dynamic_sampling", "continuous", "async_reward",
+                                          "early_termination"))
     easy_filter: bool = setting(True)
     easy_alpha: float = setting(0.1, "[0, 1]")       # probability of drawing from the easy data pool (report §3.3.2)
     token_level: bool = setting(True)                # False: per-answer mean (ablation)
@@ -357,6 +361,10 @@ class RLSection:
 
     def __post_init__(self):
         check_fields(self)
+        if not self.dynamic_sampling and self.rollout_mode not in ("naive", "no_dynamic_sampling"):
+            raise SettingError("rollout_mode", f"{self.rollout_mode!r} is a way of doing dynamic sampling, "
+                                               "but dynamic_sampling is false: set it true, or choose "
+                                               "rollout_mode no_dynamic_sampling.")
         if "zero" in self.zero:
             raise SettingError("zero.zero", "is not allowed: RL-Zero's overrides are keys of the "
                                             "rl section.")

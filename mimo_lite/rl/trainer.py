@@ -18,84 +18,33 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..eval import prompt_ids, solve_rate
+from ..eval import solve_rate
 from ..profile import RLSection
 from ..train.run import Run
-from .batches import ProblemSampler, dynamic_sampling, zero_advantage
-from .executor import RewardExecutor, Scored, log_unscored
-from .grpo import LossStats, group_advantages, grpo_loss
+from .batches import ProblemSampler
+from .executor import RewardExecutor
+from .grpo import LossStats, grpo_loss
 from .rollout import EngineRollout, RolloutBackend
-
-
-@dataclass
-class Sample:
-    """One answer of a group: its tokens, π_old's log-probs, its reward and advantage."""
-    problem: dict
-    prompt: list[int]
-    tokens: list[int]
-    logprobs: list[float]
-    text: str
-    scored: Scored | None = None
-    advantage: float | None = None
+from .seamless import Sample, collect
 
 
 def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: ProblemSampler,
                    tokenizer, cfg: RLSection, seed: int, prompt_cache: dict | None = None):
-    """Steps 1–2: rollouts until the batch holds `batch_prompts` groups with signal.
+    """Steps 1–2: rollouts until the batch holds `batch_prompts` groups with signal, scheduled
+    as `cfg.rollout_mode` says (`seamless.py`: naive rounds, continuous rollout, async reward,
+    early termination).
 
     Returns (kept groups, info): info counts rollouts, groups drawn, zero-advantage groups,
-    unscored samples and their reasons, rewards of every scored rollout.
+    unscored samples and their reasons, rewards of every scored rollout, and the step's
+    Seamless accounts (generator idle time, sample waste, a timeline).
     """
-    prompt_cache = {} if prompt_cache is None else prompt_cache
-    kept, info = [], dict(rollouts=0, groups=0, zero_advantage=0, rounds=0, rewards=[],
-                          unscored=Counter(), lengths=[])
-    G = cfg.group_size
-    while len(kept) < cfg.batch_prompts and info["rounds"] < cfg.max_rounds:
-        missing = cfg.batch_prompts - len(kept)
-        n = math.ceil(missing * cfg.oversample) if cfg.dynamic_sampling else missing
-        problems = sampler.draw(n)
-        prompts = []
-        for p in problems:
-            if p["id"] not in prompt_cache:
-                prompt_cache[p["id"]] = prompt_ids(tokenizer, p["prompt"])
-            prompts += [prompt_cache[p["id"]]] * G
-        samples, futures = [None] * len(prompts), [None] * len(prompts)
-        for i, c in backend.rollouts(prompts, seed=seed * 1000 + info["rounds"]):
-            text = tokenizer.decode(c.tokens, skip_special_tokens=True)
-            samples[i] = Sample(problems[i // G], prompts[i], c.tokens, c.logprobs, text)
-            futures[i] = executor.submit(problems[i // G], text)       # scored while others decode
-        for s, f in zip(samples, futures):
-            s.scored = f.result()
-            if not s.scored.ok:
-                log_unscored(s.problem, s.scored)
-                info["unscored"][s.scored.reason.split(":")[0]] += 1
-        groups = [samples[g * G:(g + 1) * G] for g in range(len(problems))]
-        for group in groups:
-            rewards = [s.scored.reward for s in group]
-            sampler.observe(group[0].problem, rewards)
-            info["zero_advantage"] += zero_advantage(rewards)
-            info["rewards"] += [r for r in rewards if r is not None]
-            info["lengths"] += [len(s.tokens) for s in group]
-        info["rollouts"] += len(prompts)
-        info["groups"] += len(groups)
-        info["rounds"] += 1
-        if cfg.dynamic_sampling:
-            new, _ = dynamic_sampling(groups, lambda g: [s.scored.reward for s in g], missing)
-        else:
-            new = groups
-        kept += new
-    for group in kept:
-        for s, a in zip(group, group_advantages([s.scored.reward for s in group])):
-            s.advantage = a
-    return kept, info
+    return collect(backend, executor, sampler, tokenizer, cfg, seed, prompt_cache)
 
 
 def sequence_logprobs(model, samples: list[Sample], temperature: float):
