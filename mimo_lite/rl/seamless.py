@@ -9,8 +9,9 @@ the profile's `rl.rollout_mode` (the names are the simulator's, `seamless_sim.MO
                        groups, repeat until B remain (the trainer's behaviour before this file)
   continuous           no barrier: each answer is scored as it finishes, and a new rollout task
                        (a prompt and its G answers) joins the running engine whenever a row is free
-                       and the active tasks are predicted to fall short of B valid groups; the
-                       generator scores each answer itself, so the engine waits meanwhile
+                       and the active tasks are predicted to fall short of B valid groups; scoring
+                       is on the generator's time: the engine waits for the scores of the answers
+                       that finished in a step before decoding the next
   async_reward         the same, scored by the reward executor's processes while decoding goes on
   early_termination    + once enough valid groups exist, abort the tasks still running; selection
                        is first-in-first-out: a group is selected only when every group launched
@@ -53,12 +54,13 @@ _LAUNCH = SimConfig()                  # the simulator's launch rule constants: 
 
 @dataclass(frozen=True)
 class VirtualCost:
-    """Prices on the virtual clock, in engine steps. A math answer is checked in about the time
-    of a decode step or two; a code answer runs its tests in a sandbox, a hundred-fold slower
-    (the simulator's 0.05 s vs 4 s, facts file §5.1: "dedicated servers handle code rewards")."""
+    """Prices on the virtual clock, in engine steps; stated guesses, not measurements. A math
+    answer is checked in a fraction of a decode step; a code answer runs its tests in a sandbox,
+    some thirty-fold slower (the simulator's guesses: 0.05 s vs 4 s; the paper gives code rewards
+    dedicated servers, facts file §5.1)."""
 
-    math_reward: float = 1.0          # engine steps to verify a math answer
-    code_reward: float = 30.0         # engine steps to run a code answer's tests
+    math_reward: float = 0.1          # engine steps to verify a math answer
+    code_reward: float = 3.0          # engine steps to run a code answer's tests
     train_per_token: float = 0.002    # engine steps of training per trained token (Table 2's overall column)
 
     def reward(self, problem: dict) -> float:
@@ -76,6 +78,7 @@ class Sample:
     scored: Scored | None = None
     advantage: float | None = None
     policy_version: int | None = None
+    finish_reason: str | None = None     # "stop", "length", or "abort" (early termination)
 
 
 @dataclass
@@ -142,7 +145,7 @@ class _Step:
     def _sample(self, task: Task, c) -> Sample:
         text = self.tokenizer.decode(c.tokens, skip_special_tokens=True)
         return Sample(task.problem, task.prompt, c.tokens, c.logprobs, text,
-                      policy_version=c.policy_version)
+                      policy_version=c.policy_version, finish_reason=c.finish_reason)
 
     def _score_now(self, task: Task, member: int, scored: Scored) -> None:
         assert task.times_scored[member] == 0, "each finished answer is scored exactly once"
@@ -300,13 +303,13 @@ class _Step:
             task.samples[member] = self._sample(task, c)
             ended.append((task, member))
         reward = self.flags["reward"]
-        if reward == "inline" and ended:         # the generator scores its own answers, then decodes on
+        if reward == "inline" and ended:         # scored on the generator's time: the engine waits
+            turns = [self._to_reward(task, member) for task, member in ended]
             t0 = time.perf_counter()
-            results = [self.executor.submit(t.problem, t.samples[m].text).result() for t, m in ended]
+            results = [future.result() for _, future in turns]
             self.idle_wall += self.slots * (time.perf_counter() - t0)
-            start = self.clock
-            self.stall_until = start + sum(self.cost.reward(t.problem) for t, _ in ended)
-            self.timeline.append(("generator", start, self.stall_until, "score inline"))
+            self.stall_until = max(end for end, _ in turns)
+            self.timeline.append(("generator", self.clock, self.stall_until, "waits for scores"))
             for (task, member), scored in zip(ended, results):
                 self._push(self.stall_until, task, member, scored)
         elif reward == "async":

@@ -196,6 +196,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                         response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
                         unscored=sum(info["unscored"].values()), unscored_reasons=dict(info["unscored"]),
                         rounds=info["rounds"], rollout_s=t_rollout, step_s=seconds,
+                        rollout_mode=info["mode"], generator_idle_ratio=info["idle_ratio"],
+                        sample_waste=info["sample_waste"], virtual_rollout_steps=info["virtual_steps"],
                         total_rollouts=state.rollouts, wall_s=state.seconds, **result)
             if heldout and (state.step % cfg.eval_every == 0 or state.step == steps):
                 line["heldout"] = heldout_pass(model, tokenizer, heldout, cfg, seed)
