@@ -269,9 +269,6 @@ class _Step:
                 times = [self.stall_until] if self.stall_until > self.clock else []
                 times += [self.events[0][0]] if self.events else []
                 if not times:
-                    if self.flags["launch"] == "all" and self.active == 0:
-                        self.selected = list(self.valid_done)
-                        break
                     raise RuntimeError("The scheduler has nothing running and nothing to wait for "
                                        f"with {len(self.valid_done)} of {self.B} valid groups.")
                 self._idle_until(min(times))
@@ -283,11 +280,10 @@ class _Step:
         self.clock = t
 
     def _engine_step(self) -> None:
-        for rid in list(self.waiting):          # the engine admits waiting requests into free rows
-            if not self.free_lanes:
-                break
-            self.waiting.popleft()
-            self.lanes[rid] = (self.free_lanes.pop(), self.clock)
+        while self.waiting and self.free_lanes:  # the engine admits waiting requests into free rows
+            rid = self.waiting.popleft()
+            if rid in self.running:              # not already finished or aborted
+                self.lanes[rid] = (self.free_lanes.pop(), self.clock)
         busy = min(len(self.running), self.slots)
         t0 = time.perf_counter()
         finished = self.backend.step()
