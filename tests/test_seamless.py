@@ -158,6 +158,12 @@ def test_every_launched_answer_ends_selected_dropped_or_aborted(mode):
         if mode not in ("early_termination", "take_finished"):
             assert rec.aborted == 0
         assert rec.selected_lengths == [len(s.tokens) for g in kept for s in g]
+        bars = info["timeline"]                  # Gantt bars: (lane, start, end, what)
+        assert bars and all(0 <= start <= end for _, start, end, _ in bars)
+        rows = [bar for bar in bars if bar[0].startswith("row")]
+        assert all(end <= rec.rollout_s for _, _, end, _ in rows)   # decoding ends with the step
+        assert {lane for lane, *_ in rows} <= {f"row {k}" for k in range(8)}
+        assert 0 <= info["idle_ratio"] <= 1 and 0 <= info["wall"]["idle_ratio"] <= 1
 
 
 def test_no_selected_answer_comes_from_an_older_policy():
@@ -313,3 +319,6 @@ def test_grpo_trains_under_a_seamless_mode(tmp_path, mode):
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="Unknown rollout mode"):
         run("one_step_stale")
+    with pytest.raises(ValueError, match="needs a backend with submit"):
+        collect(object(), FakeExecutor(), ProblemSampler(*workload()[:1]), NumberTokenizer(),
+                RLSection(batch_prompts=1, group_size=2), 0, mode="async_reward")

@@ -30,8 +30,16 @@ this machine took. Both give the generator's idle time (idle rows × time), and 
 the simulator's `StepRecord` on the virtual clock, so a measured run and a simulated one print the
 same Table 2 (`seamless_sim.row`).
 
-    >>> sorted(MODES) == sorted(ROLLOUT_MODES + ("take_finished", "one_step_stale"))
-    True
+One engine is one generator. Under `continuous` each step that finishes answers makes all its
+rows wait for their scores, so with slow rewards it can take longer than `naive`, whose barrier
+scores a whole round at once on every reward worker; the paper's gain from continuous rollout
+alone comes from many generators, each waiting only for its own answers (the simulator with
+`workers=1` orders the two the same way). `async_reward` removes the wait.
+
+    >>> ROLLOUT_MODES
+    ('no_dynamic_sampling', 'naive', 'continuous', 'async_reward', 'early_termination')
+    >>> VirtualCost().reward({"domain": "code"}), VirtualCost().reward({"domain": "math"})
+    (3.0, 0.1)
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from ..eval import prompt_ids
-from ..profile import RLSection
 from .batches import ProblemSampler, zero_advantage
 from .executor import Scored, log_unscored
 from .grpo import group_advantages
@@ -247,6 +255,9 @@ class _Step:
 
     # --- the stream modes: one engine step at a time ----------------------------------------
     def run_stream(self) -> None:
+        if self.slots is None or not hasattr(self.backend, "submit"):
+            raise ValueError(f"Rollout mode {self.mode!r} streams requests into a running engine: it needs a "
+                             "backend with submit/step/abort/idle and max_batch_size (EngineRollout).")
         if not self.backend.idle():
             raise RuntimeError("The rollout backend still has requests from an earlier step: a "
                                "step starts from an idle backend (finish or abort them first).")
@@ -351,7 +362,7 @@ class _Step:
                 tasks[i // self.G].samples[i % self.G] = self._sample(tasks[i // self.G], c)
             wall = time.perf_counter() - t0
             ticks, idle = self._replay_round(tasks)
-            self.idle_wall += wall * idle / max(ticks * self.slots, 1)
+            self.idle_wall += wall * idle / max(ticks, 1)          # idle rows × seconds, pro rata
             t0 = time.perf_counter()                  # the barrier: score everything, group by group
             turns = [(task, member, *self._to_reward(task, member)) for task in tasks for member in range(self.G)]
             for task, member, _, future in turns:
@@ -434,7 +445,7 @@ class _Step:
             selected=count["selected"], dropped_zero=count["dropped_zero"],
             dropped_excess=count["dropped_excess"], aborted=count["aborted"],
             scored=sum(sum(t.times_scored) for t in self.tasks),
-            finished=sum(s is not None and s.scored is not None for _, s in answers),
+            finished=sum(s is not None and s.finish_reason != "abort" for _, s in answers),
             tokens_generated=sum(tokens(s) for _, s in answers), tokens_trained=trained,
             selected_lengths=[tokens(s) for t, s in answers if t.outcome == "selected"])
         return dict(mode=self.mode, record=record, tasks=self.tasks, slots=self.slots,
@@ -473,7 +484,7 @@ def validate(backend, executor, problems: list[dict], tokenizer, samples: int, s
     Returns the accounts (as `collect`) and `pass_rate`, the mean scored reward."""
     if scoring not in ("barrier", "async"):
         raise ValueError(f"scoring must be 'barrier' or 'async', got {scoring!r}.")
-    cfg = RLSection(group_size=samples, batch_prompts=len(problems), dynamic_sampling=False)
+    cfg = SimpleNamespace(group_size=samples, dynamic_sampling=False)
     flags = dict(launch="all", reward=scoring, stop="all", filter=False)
     step = _Step(backend, executor, lambda n: problems, None, tokenizer, cfg, seed, {}, cost, flags,
                  len(problems), "naive" if scoring == "barrier" else "seamless")
