@@ -89,11 +89,12 @@ def test_easy_pool_is_drawn_at_rate_alpha():
     drawn = sampler.draw(20_000)
     rate = sampler.easy_draws / sampler.draws
     assert abs(rate - 0.1) < 4 * math.sqrt(0.1 * 0.9 / 20_000)
-    assert sum(p["id"] in sampler.easy for p in drawn) == sampler.easy_draws   # easy only via the pool
+    assert sum(from_easy for _, from_easy in drawn) == sampler.easy_draws
+    assert all((p["id"] in sampler.easy) == from_easy for p, from_easy in drawn)  # easy only via the pool
     removed = ProblemSampler(problems, alpha=0.0, seed=1)
     for p in problems[:10]:
         removed.observe(p, [1.0, 1.0])
-    assert not any(p["id"] in removed.easy for p in removed.draw(2000))
+    assert not any(p["id"] in removed.easy or from_easy for p, from_easy in removed.draw(2000))
 
 
 class FakeTokenizer:
@@ -152,6 +153,16 @@ def test_dynamic_sampling_fills_the_batch_from_over_sampled_rounds():
     assert info["rollouts"] == 4 * info["groups"] > 4 * cfg.batch_prompts
     for g in kept:
         assert sum(s.advantage for s in g) == pytest.approx(0.0, abs=1e-5)
+    # the main pool's groups are counted apart from the easy pool's
+    assert info["main_groups"] == info["groups"] and info["main_signal"] == info["groups"] - info["zero_advantage"]
+    sampler = ProblemSampler(problems, 0.5, seed=0)
+    for p in problems:
+        if p["script"] in ("1111", "0000"):
+            sampler.observe(p, [1.0] * 4 if p["script"] == "1111" else [0.0] * 4)
+    assert sampler.easy == ["p0", "p5"]
+    kept, info = collect_groups(backend, InlineExecutor(reward_is_text), sampler, tok, cfg, seed=0)
+    assert info["groups"] - info["main_groups"] == sampler.easy_draws > 0   # easy draws: all-pass groups
+    assert info["main_signal"] == info["groups"] - info["zero_advantage"]
     # without dynamic sampling: one round, every group kept (zero-advantage ones included)
     plain = cfg.with_overrides(dynamic_sampling=False)
     kept, info = collect_groups(backend, InlineExecutor(reward_is_text),
