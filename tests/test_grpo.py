@@ -243,7 +243,9 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path, device):
     assert any(not torch.equal(before[k], after[k]) for k in after if "mtp_layers" not in k)
     for m in lines:
         assert {"reward", "entropy", "response_length", "clip_low", "clip_high", "easy_pool",
-                "zero_advantage_fraction", "rollouts_per_valid_batch", "unscored"} <= set(m)
+                "zero_advantage_fraction", "rollouts_per_valid_batch", "unscored", "signal_groups",
+                "main_pool_groups", "main_pool_signal_groups", "main_rollouts_per_valid_batch"} <= set(m)
+        assert m["signal_groups"] <= m["valid_groups"] and m["main_pool_signal_groups"] <= m["main_pool_groups"]
 
     # resume: a longer run continues from the last checkpoint (step 14), metrics stay one per step
     more = train_grpo(model, FakeTokenizer(), problems, cfg, tmp_path / "run", steps=16, seed=0,
@@ -251,6 +253,17 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path, device):
     assert [m["step"] for m in more] == [15, 16]
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))
+    pool = json.loads((tmp_path / "run" / "easy_pool.json").read_text())
+    assert pool == [p for p in pool if p in {q["id"] for q in problems}]
+
+    # a run that continues another starts with its easy pool (and ignores it without the filter)
+    seeded = train_grpo(tiny_model(), FakeTokenizer(), problems, cfg, tmp_path / "more", steps=1, seed=0,
+                        executor=InlineExecutor(small_token_reward), progress=False, easy_pool=["p0", "p1"])
+    assert seeded[-1]["easy_pool"] >= 2
+    off = train_grpo(tiny_model(), FakeTokenizer(), problems, cfg.with_overrides(easy_filter=False),
+                     tmp_path / "off", steps=1, seed=0, executor=InlineExecutor(small_token_reward),
+                     progress=False, easy_pool=["p0", "p1"])
+    assert off[-1]["easy_pool"] == 0 == off[-1]["easy_draws"]
 
 
 def test_kl_ablation_measures_the_drift_from_the_start(tmp_path):

@@ -1,9 +1,10 @@
 """The RL models of a profile: MiMo-RL from the SFT model and MiMo-RL-Zero from the base model.
 
 `ensure_rl_model(profile, start="sft")` leaves `runs/<profile>/rl/`, and `start="base"` leaves
-`runs/<profile>/rl_zero/`; `start="rl"` continues training the finished RL model (the regime of
-late training, where many prompts are already solved): a transformers checkpoint with its tokenizer, the run's
-`metrics.jsonl` and a `summary.json` (held-out pass@1 before and after, rewards, wall time).
+`runs/<profile>/rl_zero/`: a transformers checkpoint with its tokenizer, the run's
+`metrics.jsonl`, its final easy data pool (`easy_pool.json`) and a `summary.json` (held-out
+pass@1 before and after, rewards, wall time). `start="rl"` continues training the finished RL
+model with the easy pool it built: the regime of late training, where many prompts are solved.
 Like `ensure_base_model` it is cached by a fingerprint of everything the run read; the run itself
 works in `runs/<profile>/grpo/<name>/` (checkpoints: a killed run resumes). Ablations pass
 `overrides` of the `rl` section, a `name` of their own and, to repeat a run, another `seed`.
@@ -89,15 +90,17 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     tokenizer = AutoTokenizer.from_pretrained(origin)
     train = rl_problems(load_problems(problems_dir / "train.jsonl"), cfg)
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
+    pool = json.loads((origin / "easy_pool.json").read_text()) if start == "rl" else []
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
                seed=seed, progress=progress, dtype=profile.torch_dtype,
-               compile=profile.compile, tracker=profile.tracker)
+               compile=profile.compile, tracker=profile.tracker, easy_pool=pool)
     metrics = read_metrics(work / "metrics.jsonl")
     with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+        shutil.copy(work / "easy_pool.json", tmp / "easy_pool.json")
         write_json(tmp / "summary.json", summarise(metrics, time.perf_counter() - t0))
     return folder
 

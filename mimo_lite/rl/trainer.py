@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from collections import Counter
@@ -200,11 +201,13 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
-               tracker: str = "none") -> list[dict]:
+               tracker: str = "none", easy_pool: list[str] = ()) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
-    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one.
+    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one. The
+    easy data pool starts with the ids in `easy_pool` (a run that continues another keeps its
+    pool) and ends in out_dir/easy_pool.json.
     """
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
@@ -214,6 +217,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
               compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
               progress=progress)
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
+    if cfg.easy_filter:
+        sampler.easy = [i for i in easy_pool if i in sampler.by_id]
     backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
                                        cfg.max_new_tokens, cfg.rollout_batch)
     state = run.resume(GRPOState())
@@ -267,6 +272,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
             state.sampler = sampler.state()
             run.checkpoint(state, force=state.step == steps)
+        (Path(out_dir) / "easy_pool.json").write_text(json.dumps(sampler.easy))
     finally:
         run.close()
         if own_executor:
