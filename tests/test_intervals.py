@@ -34,3 +34,10 @@ def test_bootstrap_of_a_mean_covers_it_and_separates_shifted_samples():
 def test_proportion_has_the_bootstrap_shape():
     p = proportion(30, 100)
     assert p["estimate"] == 0.3 and p["low"] < 0.3 < p["high"] and p["n"] == 100
+
+
+def test_an_undefined_statistic_is_not_measured():
+    ratio = bootstrap([dict(k=0, n=4)] * 3, lambda rows: sum(r["n"] for r in rows) / sum(r["k"] for r in rows)
+                      if sum(r["k"] for r in rows) else float("nan"))
+    assert ratio["estimate"] is None and ratio["n"] == 3
+    assert compare(ratio, proportion(1, 2)) == "not measured" and intervals.fmt(ratio) == "n/a"

@@ -10,7 +10,8 @@ exceeds the noise. Two intervals are used:
   too is on the narrow side.
 
 `compare(a, b)` then says "higher", "lower" or "within noise" for a against b: a verdict only
-where the two intervals do not overlap.
+where the two intervals do not overlap ("not measured" where a statistic had no data, e.g. a
+ratio over steps that found no group with signal).
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def bootstrap(rows: list, statistic, reps: int = 2000, seed: int = 0) -> dict:
-    """`statistic(rows)` with a 95% percentile interval over `reps` resamples of the rows.
+    """`statistic(rows)` with a 95% percentile interval over `reps` resamples of the rows
+    (estimate and bounds None where the statistic is undefined: no rows, or a ratio over zero).
 
     >>> r = bootstrap([1.0, 2.0, 3.0, 4.0], lambda xs: float(np.mean(xs)))
     >>> r["estimate"], r["low"] <= 2.5 <= r["high"]
     (2.5, True)
     """
-    estimate = float(statistic(rows))
+    estimate = float(statistic(rows)) if rows else math.nan
+    if not math.isfinite(estimate):
+        return dict(estimate=None, low=None, high=None, n=len(rows))
     rng = np.random.default_rng(seed)
     draws = [statistic([rows[i] for i in rng.integers(0, len(rows), len(rows))]) for _ in range(reps)]
     draws = [d for d in draws if d is not None and math.isfinite(d)]
@@ -65,6 +69,8 @@ def compare(a: dict, b: dict) -> str:
     >>> compare(dict(low=0.1, high=0.3), dict(low=0.2, high=0.4))
     'within noise'
     """
+    if None in (a["low"], b["low"]):
+        return "not measured"
     if a["low"] > b["high"]:
         return "higher"
     if a["high"] < b["low"]:
@@ -74,4 +80,6 @@ def compare(a: dict, b: dict) -> str:
 
 def fmt(x: dict, digits: int = 3) -> str:
     """'0.223 [0.190, 0.259]'"""
+    if x["estimate"] is None:
+        return "n/a"
     return f"{x['estimate']:.{digits}f} [{x['low']:.{digits}f}, {x['high']:.{digits}f}]"
