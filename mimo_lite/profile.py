@@ -325,10 +325,11 @@ class RLSection:
     """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
     16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
     steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
-    # The ablations of notebook 08 (easy pool, dynamic sampling). A run's fingerprint holds the
-    # settings it ran with, so these three plans stay out of it: resizing them keeps the main runs.
-    ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # steps of each of those runs
-    ablation: dict = setting({}, fingerprint=False)  # overrides for them (smaller batches: more runs, same time)
+    # The ablations of notebook 08. A run's fingerprint holds the settings it ran with, so these
+    # plans stay out of it: resizing them keeps the main runs.
+    ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # the code-reward ablation's length (3a)
+    ablation: dict = setting({}, fingerprint=False)  # overrides for the easy-pool and dynamic-sampling runs
+    #                               (3b, 3c): their `steps`, smaller batches (more runs in the same time)
     ablation_seeds: int = setting(2, "≥ 1", fingerprint=False)    # seeds of each dynamic-sampling arm
     batch_prompts: int = setting(8, "≥ 1")           # groups with signal per step (after dynamic sampling)
     group_size: int = setting(8, "≥ 2")              # G answers per prompt (advantages compare within a group)

@@ -62,7 +62,8 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
         interval(v["heldout_after"], 0, 1)
         assert 0 <= v["easy_draw_share"] <= 1 and v["easy_pool_end"] >= 0
     assert easy["kept (no filter)"]["easy_pool_end"] == 0 and easy["removed (α = 0)"]["easy_draw_share"] == 0
-    assert r["easy_window"] == [1, rl.ablation_steps]
+    abl = rl.with_overrides(**rl.ablation)
+    assert r["easy_window"] == [1, abl.steps]
     pool, removed, kept = (easy[k] for k in ("easy pool (α = 0.1)", "removed (α = 0)", "kept (no filter)"))
     assert r["easy_verdicts"] == dict(
         kept_vs_pool_rollouts=verdict(kept["main_rollouts_per_valid_batch"], pool["main_rollouts_per_valid_batch"]),
@@ -73,9 +74,8 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
 
     ds = r["dynamic_sampling_ablation"]
     assert set(ds) == {"with dynamic sampling", "without"}
-    abl = rl.with_overrides(**rl.ablation)
     for v in ds.values():
-        assert v["seeds"] == rl.ablation_seeds and v["steps"] == rl.ablation_seeds * rl.ablation_steps
+        assert v["seeds"] == rl.ablation_seeds and v["steps"] == rl.ablation_seeds * abl.steps
         interval(v["signal_groups"], 0, abl.batch_prompts)
         interval(v["zero_advantage_trained"], 0, 1)
         interval(v["rollouts_per_step"])
