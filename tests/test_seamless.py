@@ -216,7 +216,7 @@ def test_a_reward_worker_that_raises_or_dies_leaves_its_answer_unscored_with_the
     cfg = RLSection(batch_prompts=4, group_size=4, dynamic_sampling=False)
     sampler = ProblemSampler(problems, 0.0, False, 0)
     order = itertools.cycle(problems)
-    sampler.draw = lambda n: [next(order) for _ in range(n)]         # each in turn
+    sampler.draw = lambda n: [(next(order), False) for _ in range(n)]     # each in turn
     with RewardExecutor(2, score_fn=score_fn) as executor:
         kept, info = collect(backend, executor, sampler, NumberTokenizer(), cfg, 0, mode="async_reward")
         assert executor.submit(problems[0], "5").result().reward == 1.0   # the pool serves on

@@ -94,6 +94,7 @@ class Task:
     """One rollout task: a prompt, its G answers, and what became of them."""
     gid: int                          # launch order
     problem: dict
+    from_easy: bool                   # drawn from the easy data pool (report §3.3.2)
     prompt: list[int]
     samples: list                     # (G,) Sample, None until finished (or aborted)
     request_ids: list = field(default_factory=list)
@@ -136,15 +137,16 @@ class _Step:
         self.fifo_front, self.fifo_valid = 0, 0
         self.selected: list[Task] | None = None
         self.rounds = 0
-        self.info = dict(rollouts=0, groups=0, zero_advantage=0, rounds=0, rewards=[],
-                         unscored=Counter(), lengths=[])
+        self.info = dict(rollouts=0, groups=0, zero_advantage=0, main_groups=0, main_signal=0,
+                         rounds=0, rewards=[], unscored=Counter(), lengths=[])
 
     # --- tasks and answers -----------------------------------------------------------------
-    def _task(self, problem: dict) -> Task:
+    def _task(self, drawn: tuple[dict, bool]) -> Task:
+        problem, from_easy = drawn
         if problem["id"] not in self.prompt_cache:
             self.prompt_cache[problem["id"]] = prompt_ids(self.tokenizer, problem["prompt"])
-        task = Task(len(self.tasks), problem, self.prompt_cache[problem["id"]], [None] * self.G,
-                    times_scored=[0] * self.G)
+        task = Task(len(self.tasks), problem, from_easy, self.prompt_cache[problem["id"]],
+                    [None] * self.G, times_scored=[0] * self.G)
         self.tasks.append(task)
         self.active += 1
         self.info["rollouts"] += self.G
@@ -194,6 +196,9 @@ class _Step:
         if self.observe is not None:
             self.observe(task.problem, rewards)
         self.info["zero_advantage"] += zero_advantage(rewards)
+        if not task.from_easy:
+            self.info["main_groups"] += 1
+            self.info["main_signal"] += not zero_advantage(rewards)
         self.info["rewards"] += [r for r in rewards if r is not None]
         self.info["lengths"] += [len(s.tokens) for s in task.samples]
         self.info["groups"] += 1
@@ -244,8 +249,8 @@ class _Step:
                 return
             self._launch(self.draw(1)[0])
 
-    def _launch(self, problem: dict) -> None:
-        task = self._task(problem)
+    def _launch(self, drawn: tuple[dict, bool]) -> None:
+        task = self._task(drawn)
         for member in range(self.G):         # its own stream: the same answer whatever runs beside it
             rid = self.backend.submit(task.prompt, (task.gid, member),
                                       seed=(self.seed * 1_000_003 + task.gid * self.G + member) % 2**63)
@@ -262,8 +267,8 @@ class _Step:
             raise RuntimeError("The rollout backend still has requests from an earlier step: a "
                                "step starts from an idle backend (finish or abort them first).")
         if self.flags["launch"] == "all":
-            for problem in self.draw(None):
-                self._launch(problem)
+            for drawn in self.draw(None):
+                self._launch(drawn)
         self._top_up()
         while self.selected is None:
             self._deliver()
@@ -486,7 +491,7 @@ def validate(backend, executor, problems: list[dict], tokenizer, samples: int, s
         raise ValueError(f"scoring must be 'barrier' or 'async', got {scoring!r}.")
     cfg = SimpleNamespace(group_size=samples, dynamic_sampling=False)
     flags = dict(launch="all", reward=scoring, stop="all", filter=False)
-    step = _Step(backend, executor, lambda n: problems, None, tokenizer, cfg, seed, {}, cost, flags,
+    step = _Step(backend, executor, lambda n: [(p, False) for p in problems], None, tokenizer, cfg, seed, {}, cost, flags,
                  len(problems), "naive" if scoring == "barrier" else "seamless")
     step.run_stream()
     _, info = step.close()

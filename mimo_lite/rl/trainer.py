@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from ..eval import solve_rate
 from ..profile import RLSection
 from ..train.run import Run
-from .batches import ProblemSampler
+from .batches import ProblemSampler, zero_advantage
 from .executor import RewardExecutor
 from .grpo import LossStats, grpo_loss
 from .rollout import EngineRollout, RolloutBackend
@@ -41,8 +42,9 @@ def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: P
     early termination).
 
     Returns (kept groups, info): info counts rollouts, groups drawn, zero-advantage groups,
-    unscored samples and their reasons, rewards of every scored rollout, and the step's
-    Seamless accounts (generator idle time, sample waste, a timeline).
+    the groups drawn from the main pool and how many of them carry signal, unscored samples and
+    their reasons, rewards of every scored rollout, and the step's Seamless accounts (generator
+    idle time, sample waste, a timeline).
     """
     return collect(backend, executor, sampler, tokenizer, cfg, seed, prompt_cache)
 
@@ -126,9 +128,12 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
                    temperature=cfg.eval_temperature, top_p=0.95,
                    max_new_tokens=cfg.eval_max_new_tokens, seed=seed, scheme="soft")
     code = [row["reward"] for row in r["rows"] if row["domain"] == "code"]
+    answers = Counter(str(row["tier"]) for row in r["rows"] if row["tier"] is not None)
     return dict(pass_at_1=r["pass_at_1"], math=r["math"], code=r["code"],
                 code_soft=sum(code) / len(code) if code else None,
-                by_tier={str(k): v for k, v in r["by_tier"].items()})
+                by_tier={str(k): v for k, v in r["by_tier"].items()},
+                answers=len(r["rows"]) * r["samples"],          # sampled answers behind pass_at_1
+                answers_by_tier={t: n * r["samples"] for t, n in answers.items()})
 
 
 @dataclass
@@ -143,11 +148,13 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
-               tracker: str = "none") -> list[dict]:
+               tracker: str = "none", easy_pool: list[str] = ()) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
-    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one.
+    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one. The
+    easy data pool starts with the ids in `easy_pool` (a run that continues another keeps its
+    pool) and ends in out_dir/easy_pool.json.
     """
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
@@ -157,6 +164,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
               compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
               progress=progress)
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
+    if cfg.easy_filter:
+        sampler.easy = [i for i in easy_pool if i in sampler.by_id]
     backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
                                        cfg.max_new_tokens, cfg.rollout_batch)
     state = run.resume(GRPOState())
@@ -185,11 +194,19 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             seconds = time.perf_counter() - t0
             state.seconds += seconds
             rewards = info["rewards"]
+            batch_rollouts = cfg.batch_prompts * cfg.group_size
             line = dict(reward=sum(rewards) / max(len(rewards), 1),
                         valid_groups=len(groups), rollouts=info["rollouts"],
+                        # groups trained on that carry signal (all of them under dynamic sampling)
+                        signal_groups=sum(not zero_advantage([s.scored.reward for s in g]) for g in groups),
                         # rollouts it takes to fill one batch of `batch_prompts` groups with signal
                         rollouts_per_valid_batch=(info["rollouts"] * cfg.batch_prompts / len(groups)
                                                   if groups else None),
+                        # the same for the main pool's draws alone (easy-pool draws are solved on
+                        # purpose; report §3.3.2 is about what solved prompts cost the main pool)
+                        main_pool_groups=info["main_groups"], main_pool_signal_groups=info["main_signal"],
+                        main_rollouts_per_valid_batch=(batch_rollouts * info["main_groups"] / info["main_signal"]
+                                                       if info["main_signal"] else None),
                         zero_advantage_fraction=info["zero_advantage"] / max(info["groups"], 1),
                         easy_pool=len(sampler.easy), easy_draws=sampler.easy_draws,
                         draws=sampler.draws,
@@ -206,6 +223,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
             state.sampler = sampler.state()
             run.checkpoint(state, force=state.step == steps)
+        (Path(out_dir) / "easy_pool.json").write_text(json.dumps(sampler.easy))
     finally:
         run.close()
         if own_executor:
