@@ -391,6 +391,37 @@ class RLSection:
 
 
 @dataclass
+class SeamlessSection:
+    """Notebook 09: the Seamless Rollout Engine (report §3.4.1, facts file §5.1), measured on the
+    SFT model and simulated at the paper's size. The measured workload is a step of
+    `batch_prompts` valid groups of G answers drawn from a code-heavy mix of the training problems
+    (code rewards run in the sandbox: their latency is what async reward hides), decoded on one
+    engine of `rollout_batch` rows; every rollout mode sees the same seeded workload."""
+    steps: int = setting(3, "≥ 1")                  # measured steps per rollout mode (the paper: a 5-step trace)
+    batch_prompts: int = setting(8, "≥ 1")          # B: valid groups a measured step collects
+    group_size: int = setting(8, "≥ 2")             # G answers per prompt
+    rollout_batch: int = setting(32, "≥ 1")         # rows of the engine (one generator)
+    max_new_tokens: int = setting(80, "≥ 1")        # the length cap: the tail of the response lengths
+    workload_size: int = setting(32, "≥ 2")         # problems in the mix the steps draw from
+    code_share: float = setting(0.5, "[0, 1]")      # share of the mix that is code (the rest: rl.math_tiers)
+    reward_workers: int = setting(2, "≥ 1")         # processes scoring answers (the virtual clock's reward servers)
+    validation_problems: int = setting(32, "≥ 1")   # held-out problems of Table 3 (the paper: its whole set)
+    validation_samples: int = setting(4, "≥ 1")     # answers per held-out problem
+    sim_steps: int = setting(3, "≥ 1")              # simulated steps per scheduler at the paper's settings
+    sweep_workers: list[int] = setting([8, 16, 32, 64, 128, 256], "≥ 1")   # cluster sizes of the sweep
+    grpo_steps: int = setting(10, "≥ 1")            # steps of the naive and the seamless GRPO run
+    grpo: dict = setting({})                        # overrides of the rl section for both GRPO runs
+
+    def __post_init__(self):
+        check_fields(self)
+        try:
+            if self.grpo:
+                RLSection().with_overrides(**self.grpo)
+        except SettingError as err:
+            raise SettingError(f"grpo.{err.key.removeprefix('rl.')}", err.problem) from None
+
+
+@dataclass
 class Profile:
     name: str = setting("profile")
     seed: int = setting(0, "≥ 0")
@@ -407,6 +438,7 @@ class Profile:
     inference: InferenceSection = field(default_factory=InferenceSection)
     sft: SFTSection = field(default_factory=SFTSection)
     rl: RLSection = field(default_factory=RLSection)
+    seamless: SeamlessSection = field(default_factory=SeamlessSection)
 
     def __post_init__(self):
         check_fields(self)

@@ -13,9 +13,11 @@ works in `runs/<profile>/grpo/<name>/` (checkpoints: a killed run resumes). Abla
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -116,6 +118,41 @@ def summarise(metrics: list[dict], seconds: float) -> dict:
                 reward_last=mean([m["reward"] for m in steps[-5:]]),
                 steps=len(steps), rollouts=sum(m["rollouts"] for m in steps),
                 train_seconds=sum(m["step_s"] for m in steps), seconds=round(seconds, 1))
+
+
+def seamless_workload(profile, runs_root=None, progress: bool = True) -> SimpleNamespace:
+    """Notebook 09's measured workload, also timed by `benchmarks/bench_seamless.py`: the SFT model
+    (built if missing), a mix of `seamless.workload_size` training problems of which a
+    `code_share` are code and the rest math of `rl.math_tiers` (code problems repeat when there are
+    too few), the rl section resized by the `seamless` section, and the first
+    `validation_problems` held-out problems of the same kinds for Table 3.
+
+    Returns a namespace: model_dir, problems (the mix), heldout, cfg (an RLSection)."""
+    profile = as_profile(profile)
+    s = profile.seamless
+    model_dir = start_model(profile, "sft", runs_root, progress=progress)
+    problems_dir = ensure_problems(profile, runs_root)
+    cfg = profile.rl.with_overrides(batch_prompts=s.batch_prompts, group_size=s.group_size,
+                                    rollout_batch=s.rollout_batch, max_new_tokens=s.max_new_tokens,
+                                    reward_workers=s.reward_workers, code=s.code_share > 0,
+                                    dynamic_sampling=True)
+
+    def mix(problems: list[dict], size: int) -> list[dict]:
+        rng = random.Random(profile.seed)
+        code = [p for p in problems if p["domain"] == "code"]
+        math = [p for p in problems if p["domain"] == "math" and p.get("tier") in cfg.math_tiers]
+        n_code = round(size * s.code_share) if code else 0
+        if (n_code and not code) or (size - n_code and not math):
+            raise ValueError(f"The seamless workload needs code and math problems (tiers {cfg.math_tiers}): "
+                             "rebuild the problems with code_families ≥ 1, or set seamless.code_share.")
+        rng.shuffle(code)
+        rng.shuffle(math)
+        return [code[k % len(code)] for k in range(n_code)] + [math[k % len(math)] for k in range(size - n_code)]
+
+    train = mix(load_problems(problems_dir / "train.jsonl"), s.workload_size)
+    heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
+    heldout = mix(heldout, min(s.validation_problems, len(heldout)))
+    return SimpleNamespace(model_dir=model_dir, problems=train, heldout=heldout, cfg=cfg)
 
 
 def rl_metrics(folder: Path) -> list[dict]:

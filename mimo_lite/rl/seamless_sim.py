@@ -540,14 +540,16 @@ def row(result: SimResult, baseline: SimResult) -> dict:
     return dict(
         mode=result.mode, workers=result.config.workers, step_s=result.step_s, rollout_s=result.rollout_s,
         overall_speedup=baseline.step_s / result.step_s, rollout_speedup=baseline.rollout_s / result.rollout_s,
-        idle_slot_s=idle, norm_idle=idle / base_idle, idle_ratio=result.idle_ratio,
+        idle_slot_s=idle, norm_idle=idle / base_idle if base_idle else float("nan"), idle_ratio=result.idle_ratio,
         worker_idle_ratio=result.worker_idle_ratio,
         sample_waste=result.sample_waste, token_waste=result.token_waste,
         waste_zero_advantage=result.dropped_zero / result.started,
         waste_excess=result.dropped_excess / result.started,
         waste_aborted=1 - (result.selected + result.dropped) / result.started if result.started else 0.0,
-        mean_selected_length=float(lengths.mean()), p90_selected_length=float(np.percentile(lengths, 90)),
-        truncated_share=float((lengths >= result.config.max_length).mean()))
+        # nan where nothing was selected (a step that found no group with signal)
+        mean_selected_length=float(lengths.mean()) if lengths.size else float("nan"),
+        p90_selected_length=float(np.percentile(lengths, 90)) if lengths.size else float("nan"),
+        truncated_share=float((lengths >= result.config.max_length).mean()) if lengths.size else float("nan"))
 
 
 def table(config: SimConfig, modes=TABLE2_MODES, steps: int = 5, seed: int = 0) -> list[dict]:
