@@ -20,6 +20,7 @@ import contextlib
 import copy
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
