@@ -22,6 +22,7 @@ OWNERS = {
     "rl": "08",
     "rl_zero": "08",
     "ablations": "08",         # the short GRPO runs of the paper's ablations
+    "seamless": "09",          # the GRPO runs under the naive and the seamless rollout scheduler
 }
 NOT_ARTIFACTS = {"notebooks"}  # executed copies, figures and records of every notebook
 
