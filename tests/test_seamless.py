@@ -275,15 +275,20 @@ def test_virtual_step_time_orders_as_table_2_with_slow_code_rewards():
 
 
 def test_measured_runs_print_the_simulators_table():
-    results = {}
+    results, infos = {}, {}
     for mode in ROLLOUT_MODES:
         problems, rates = workload()
-        results[mode], _ = measure(FakeBackend(rates, slots=16), FakeExecutor(), problems, NumberTokenizer(),
-                                   RLSection(batch_prompts=4, group_size=4), mode, steps=2)
+        results[mode], infos[mode] = measure(FakeBackend(rates, slots=16), FakeExecutor(), problems, NumberTokenizer(),
+                                             RLSection(batch_prompts=4, group_size=4), mode, steps=2)
     rows = table(results)
     assert [r["mode"] for r in rows] == list(ROLLOUT_MODES)
     assert rows[1]["overall_speedup"] == 1.0 and set(rows[0]) == set(row(results["naive"], results["naive"]))
     assert rows[0]["sample_waste"] == 0.0 and all(0 <= r["idle_ratio"] <= 1 for r in rows)
+    walls = table(results, infos)             # the wall clock's rollout phase beside the virtual clock
+    assert walls[1]["wall_rollout_speedup"] == 1.0
+    for r, w in zip(rows, walls):
+        assert w["overall_speedup"] == r["overall_speedup"] and w["wall_rollout_s"] > 0
+        assert 0 <= w["wall_idle_ratio"] <= 1
 
 
 def test_validation_scores_the_whole_set_the_same_with_barrier_or_async_reward():

@@ -516,7 +516,18 @@ def measure(backend, executor, problems: list[dict], tokenizer, cfg, mode: str, 
     return SimResult(config, mode, [i["record"] for i in infos]), infos
 
 
-def table(results: dict[str, SimResult]) -> list[dict]:
-    """Table 2 from measured runs: `seamless_sim.row` for each mode, normalised to naive."""
-    return [row(r, results["naive"]) for r in results.values()]
+def table(results: dict[str, SimResult], infos: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Table 2 from measured runs: `seamless_sim.row` for each mode, normalised to naive. With the
+    runs' `infos` (`measure`'s second result, by mode) each row also gets the wall clock's rollout
+    phase: `wall_rollout_s` per step, `wall_rollout_speedup` over naive, `wall_idle_ratio`."""
+    rows = [row(r, results["naive"]) for r in results.values()]
+    if infos is not None:
+        def wall(mode):            # mean seconds per step, idle row-seconds over all row-seconds
+            seconds = sum(i["wall"]["rollout_s"] for i in infos[mode])
+            idle = sum(i["wall"]["idle_slot_s"] for i in infos[mode])
+            return seconds / len(infos[mode]), idle / max(infos[mode][0]["slots"] * seconds, 1e-9)
+        for r in rows:
+            r["wall_rollout_s"], r["wall_idle_ratio"] = wall(r["mode"])
+            r["wall_rollout_speedup"] = wall("naive")[0] / r["wall_rollout_s"]
+    return rows
 
