@@ -92,6 +92,8 @@ def test_a_bool_is_not_a_number(tmp_path):
     ("rl", "zero", "{lr: -1}", "rl.zero.lr"),
     ("rl", "ablation", "{batch_prompts: 0}", "rl.ablation.batch_prompts"),
     ("rl", "ablation", "{zero: {lr: 1}}", "rl.ablation.zero"),
+    ("seamless", "code_share", 1.5, "seamless.code_share"),
+    ("seamless", "grpo", "{rollout_mode: fastest}", "seamless.grpo.rollout_mode"),
     (None, "tracker", "mlflow", "tracker"),
     (None, "dtype", "float64", "dtype"),
     ("model", "preset", "huge", "model.preset"),

@@ -1,11 +1,12 @@
 """The rollout-scheduler simulator: bookkeeping, FIFO selection's length neutrality, the order of Table 2."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from mimo_lite.rl.seamless_sim import MODES, SimConfig, simulate, sweep, table, validation
+from mimo_lite.rl.seamless_sim import MODES, SimConfig, SimResult, StepRecord, row, simulate, sweep, table, validation
 
 SLOW_CODE = SimConfig.small(code_reward_s=2.0, reward_workers=4)   # one reward server per generator
 
@@ -86,3 +87,13 @@ def test_table_sweep_and_validation_rows():
 def test_unknown_scheduler_is_refused():
     with pytest.raises(ValueError, match="choose one of"):
         simulate(SimConfig.small(), "fastest")
+
+
+def test_a_step_that_selects_nothing_reads_as_nan_not_an_error():
+    empty = StepRecord(rollout_s=10.0, train_s=0.0, idle_slot_s=5.0, idle_worker_s=0.0, launched=8, started=8,
+                       selected=0, dropped_zero=8, dropped_excess=0, aborted=0, scored=8, finished=8,
+                       tokens_generated=80, tokens_trained=0, selected_lengths=[])
+    r = SimResult(SimConfig.small(workers=1), "naive", [empty])
+    out = row(r, r)
+    assert out["sample_waste"] == 1.0 and out["overall_speedup"] == 1.0
+    assert all(math.isnan(out[k]) for k in ("mean_selected_length", "p90_selected_length", "truncated_share"))
