@@ -136,8 +136,11 @@ class PretrainSection:
 class ProblemsSection:
     """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
     math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
-    code_families: int = 9         # the first families of mimo_lite/tasks/templates/code.yaml (9 in all)
-    code_variants: int = 3         # problems per code family, its first variants
+    code_families: int = 9         # the first families of each tier of tasks/templates/code.yaml
+    #                                (tier 1: 5 families, tier 2: 9)
+    code_variants: list = field(default_factory=lambda: [20, 3])
+    #                                problems per family of code tier 1, 2 (a tier-1 family has one
+    #                                problem per constant: 28 to 61 of them; 0 leaves a tier out)
     typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
     heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
 
