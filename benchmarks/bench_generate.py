@@ -194,8 +194,8 @@ def main():
         finetune_new_mtp_layers(extended, batches, profile.inference.mtp_finetune_steps,
                                 lr=profile.inference.mtp_finetune_lr)
         rows.append((f"{args.mtp_layers} (copies fine-tuned)", extended.eval(), args.mtp_layers))
-    print(f"\n| MTP drafts | plain tok/s | speculative tok/s | speed-up | acceptance per draft "
-          f"(conditional) | tokens per pass | same tokens |")
+    print("\n| MTP drafts | plain tok/s | speculative tok/s | speed-up | acceptance per draft "
+          "(conditional) | tokens per pass | same tokens |")
     print("|---|---|---|---|---|---|---|")
     for name, m, k in rows:
         plain, spec, stats, same = speculative(m, spec_prompts, tokenizer.eos_token_id, max_new, k,

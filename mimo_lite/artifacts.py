@@ -37,9 +37,14 @@ def runs_dir(profile_name: str, root: str | Path | None = None) -> Path:
 
 
 def fingerprint(*parts) -> str:
-    """A short stable hash of JSON-able parts (dataclasses are converted to dicts)."""
+    """A short stable hash of JSON-able parts. A dataclass (a profile section) counts by its fields,
+    less those declared `fingerprint=False` (how often a run logs, where it reports: nothing that
+    changes what it produces), so changing only those reuses what was built."""
     def plain(x):
-        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else str(x)
+        if dataclasses.is_dataclass(x):
+            return {f.name: getattr(x, f.name) for f in dataclasses.fields(x)
+                    if f.metadata.get("fingerprint", True)}
+        return str(x)
     text = json.dumps(parts, sort_keys=True, default=plain)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -11,12 +11,29 @@ from .artifacts import repo_root, runs_dir
 from .profile import load_profile
 
 
+def parse_settings(pairs: list[str] | None) -> dict[str, str]:
+    """`--set section.key=value` pairs as overrides; the values are read as YAML by the profile.
+
+    >>> parse_settings(["pretrain.peak_lr=3e-3", "seed=1"])
+    {'pretrain.peak_lr': '3e-3', 'seed': '1'}
+    """
+    overrides = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"--set {pair} is not of the form section.key=value, as in "
+                             f"--set pretrain.log_every=5.")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | None = None,
-                  notebooks_dir: str | Path | None = None) -> list[Path]:
+                  notebooks_dir: str | Path | None = None,
+                  overrides: dict | None = None) -> list[Path]:
     """Execute the notebooks in order with papermill; executed copies go to runs/<profile>/notebooks/."""
     import papermill
 
-    load_profile(profile)   # fail early, with the profile's own message
+    load_profile(profile, overrides)   # fail early, with the profile's own message
     folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -30,7 +47,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     for nb in notebooks:
         t0 = time.time()
         print(f"[mimo-lite] {nb.stem} at profile {profile!r} ...", flush=True)
-        params = {"profile": profile}
+        params = {"profile": profile, "overrides": dict(overrides or {})}
         if runs_root:
             params["runs_root"] = str(runs_root)
         papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
@@ -43,31 +60,37 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mimo-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("notebooks", help="execute the notebooks at a profile")
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                          help="override one profile setting, e.g. --set pretrain.log_every=5 "
+                               "(repeatable; values are read as YAML)")
+    p = sub.add_parser("notebooks", parents=[settings], help="execute the notebooks at a profile")
     p.add_argument("--profile", default="toy")
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 03 05")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
-    p = sub.add_parser("pretrain", help="three-stage pre-training (resumes a killed run)")
+    p = sub.add_parser("pretrain", parents=[settings], help="three-stage pre-training (resumes a killed run)")
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--control", action="store_true", help="also run the stage-1 control")
-    p = sub.add_parser("sft", help="long-CoT SFT from the base model (resumes a killed run)")
+    p = sub.add_parser("sft", parents=[settings], help="long-CoT SFT from the base model (resumes a killed run)")
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
     p.add_argument("--variant", default="full", choices=["full", "lora", "light"],
                    help="full fine-tune, LoRA adapters (merged), or format-only light SFT")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     args = parser.parse_args(argv)
     try:
+        overrides = parse_settings(args.set)
         if args.command == "notebooks":
-            run_notebooks(args.profile, args.only, args.runs)
+            run_notebooks(args.profile, args.only, args.runs, overrides=overrides)
         elif args.command == "pretrain":
             from .train.pretrain import ensure_base_model, run_control
-            ensure_base_model(args.config, args.runs)
+            profile = load_profile(args.config, overrides)
+            ensure_base_model(profile, args.runs)
             if args.control:
-                run_control(args.config, args.runs)
+                run_control(profile, args.runs)
         elif args.command == "sft":
             from .train.sft import ensure_sft_model
-            print(ensure_sft_model(args.config, args.runs, args.variant))
+            print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
     except ValueError as err:        # config and profile errors: one sentence, no traceback
         sys.exit(f"mimo-lite: {err}")
 

@@ -44,6 +44,8 @@ class NotebookRun:
         tmp.replace(self.record_path)
 
 
-def start(name: str, profile: str, runs_root: str | Path | None = None) -> NotebookRun:
-    """Load the profile and prepare the notebook's output folders."""
-    return NotebookRun(name, load_profile(profile), runs_root)
+def start(name: str, profile: str, runs_root: str | Path | None = None,
+          overrides: dict | None = None) -> NotebookRun:
+    """Load the profile (with `overrides` of single settings, {"section.key": value}) and prepare
+    the notebook's output folders; the outputs stay under runs/<profile name>/."""
+    return NotebookRun(name, load_profile(profile, overrides), runs_root)

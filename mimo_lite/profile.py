@@ -1,27 +1,166 @@
 """Profiles: one YAML file sizes every stage of the kit (`smoke`, `toy`, `gpu`, or your own file).
 
-The same schema serves the notebooks (papermill parameter `profile`) and the CLI (`--config`).
-Each stage owns one section; a section's fields and defaults live in its dataclass below.
+The same schema serves the notebooks (papermill parameters `profile` and `overrides`) and the
+CLI (`--config`, `--set section.key=value`). Each stage owns one section; a section's fields, their
+defaults and what each field allows live in its dataclass below, declared with `setting`:
+
+    peak_lr: float = setting(2e-3, "> 0")              # a number > 0
+    log_every: int = setting(10, "≥ 1", fingerprint=False)
+
+Every field is checked (and converted: YAML reads `3e-3` as a string) when the section is made,
+so a wrong value stops the load with one sentence naming the file and the key. A field declared
+`fingerprint=False` cannot change what a run produces (how often it logs, where it reports);
+`artifacts.fingerprint` leaves it out, so changing it reuses the artifacts already built.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+import operator
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .config import MiMoConfig, preset
+from .config import PRESETS, MiMoConfig, preset
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+TRACKERS = ("none", "tensorboard", "wandb")
+
+
+class SettingError(ValueError):
+    """A wrong setting: its key (relative to the section that raised it) and what is wrong."""
+
+    def __init__(self, key: str, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"{key} {problem}")
+
+    def within(self, section: str) -> "SettingError":
+        """The same error seen from one section further out: `peak_lr` → `pretrain.peak_lr`."""
+        return SettingError(f"{section}.{self.key}", self.problem)
+
+
+def setting(default, allowed: str | tuple = "", *, length: int | None = None,
+            fingerprint: bool = True):
+    """A profile field. `allowed`: a range ("> 0", "≥ 1", "[0, 1]", "(0, 0.5)"; for a list, of
+    each item) or a tuple of choices; `length`: a list's length; `fingerprint=False`: the field
+    cannot change a result, so artifacts are reused when only it changes."""
+    meta = {"allowed": allowed, "length": length, "fingerprint": fingerprint}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_fields(section) -> None:
+    """Convert and check every field of `section` against its type and `setting`; a wrong one
+    stops with a sentence that starts with the field's name (`_build` prefixes the section's)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            continue
+        value = getattr(section, f.name)
+        checked = _checked(value, kind, f.metadata.get("allowed", ""), f.metadata.get("length"))
+        if checked is _WRONG:
+            raise SettingError(f.name, f"must be {_describe(kind, f.metadata)}, got {value!r}.")
+        setattr(section, f.name, checked)
+
+
+_WRONG = object()
+_NAMES = {int: "whole number", float: "number", str: "string", bool: "true or false"}
+_COMPARE = {">": operator.gt, "≥": operator.ge, "<": operator.lt, "≤": operator.le}
+
+
+def _checked(value, kind, allowed, length):
+    """`value` converted to `kind` and within `allowed`, or _WRONG."""
+    if isinstance(kind, types.UnionType):                  # `float | None`: empty is allowed
+        if value is None:
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            return _WRONG
+        items = [_checked(item, typing.get_args(kind)[0], allowed, None) for item in value]
+        return _WRONG if any(item is _WRONG for item in items) else items
+    if kind is dict:
+        return value if isinstance(value, dict) else _WRONG
+    value = _scalar(value, kind)
+    if value is _WRONG or not allowed:
+        return value
+    if isinstance(allowed, tuple):
+        return value if value in allowed else _WRONG
+    return value if _within(value, allowed) else _WRONG
+
+
+def _scalar(value, kind):
+    """`value` as a `kind` (bool, int, float, str), or _WRONG. A bool is never a number; a float
+    may be written `3e-3`, which YAML reads as a string; an int may be a whole float (`2.0e6`)."""
+    if kind is bool or isinstance(value, bool):
+        return value if kind is bool and isinstance(value, bool) else _WRONG
+    if kind is str:
+        return value if isinstance(value, str) else _WRONG
+    if kind is int and isinstance(value, int):
+        return value
+    if isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            return _WRONG
+        if not math.isfinite(number):
+            return _WRONG
+        if kind is float:
+            return number
+        if kind is int and number.is_integer():
+            return int(number)
+    return _WRONG
+
+
+def _within(value, allowed: str) -> bool:
+    """Whether `value` lies in `allowed`: "≥ 1", "> 0", or an interval such as "(0, 0.5]"."""
+    if allowed[0] in "([":
+        low, high = (float(x) for x in allowed[1:-1].split(","))
+        above = value > low if allowed[0] == "(" else value >= low
+        below = value < high if allowed[-1] == ")" else value <= high
+        return above and below
+    op, bound = allowed.split()
+    return _COMPARE[op](value, float(bound))
+
+
+def _describe(kind, meta) -> str:
+    """What a field allows, in words: "a number > 0", "a list of 2 numbers in [0, 1)"."""
+    allowed, length = meta.get("allowed", ""), meta.get("length")
+    optional = isinstance(kind, types.UnionType)
+    if optional:
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        words = f"a list of {f'{length} ' if length else ''}{_NAMES[item]}s"
+    elif kind is dict:
+        words = "a mapping"
+    elif isinstance(allowed, tuple):
+        words = "one of " + ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+    else:
+        words = "true or false" if kind is bool else f"a {_NAMES[kind]}"
+    if isinstance(allowed, str) and allowed:
+        words += f" in {allowed}" if allowed[0] in "([" else f" {allowed}"
+    return words + (" (or empty)" if optional else "")
 
 
 @dataclass
 class ModelSection:
-    preset: str = "toy"
-    overrides: dict = field(default_factory=dict)   # any MiMoConfig field, e.g. vocab_size
+    preset: str = setting("toy", tuple(PRESETS))
+    overrides: dict = setting({})   # any MiMoConfig field, e.g. vocab_size
+
+    def __post_init__(self):
+        check_fields(self)
+        try:
+            self.config()             # an impossible size stops at load, not at the first build
+        except ValueError as err:
+            raise SettingError("overrides", f"do not make a valid model: {err}") from None
 
     def config(self, **more) -> MiMoConfig:
         return preset(self.preset, **{**self.overrides, **more})
@@ -33,25 +172,39 @@ DOMAINS = ("general", "math", "code", "synthetic_reasoning")
 @dataclass
 class StageSection:
     """One pretraining stage's data (report §2.1): token share per domain and context length."""
-    weights: dict = field(default_factory=dict)   # domain -> share of the stage's tokens, sum 1
-    seq_len: int = 256                            # packed sequence length (the stage's context)
-    low_value_keep: float = 1.0                   # share of tagger-flagged low-value docs kept
+    weights: dict = setting({})                # domain -> share of the stage's tokens, sum 1
+    seq_len: int = setting(256, "≥ 8")         # packed sequence length (the stage's context)
+    low_value_keep: float = setting(1.0, "[0, 1]")   # share of tagger-flagged low-value docs kept
+
+    def __post_init__(self):
+        check_fields(self)
+        unknown = set(self.weights) - set(DOMAINS)
+        if unknown:
+            raise SettingError("weights", f"names unknown domain(s) {sorted(unknown)}; the domains "
+                                          f"are {list(DOMAINS)}.")
+        if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0
+               for w in self.weights.values()):
+            raise SettingError("weights", f"must be numbers ≥ 0, got {self.weights}.")
+        total = sum(self.weights.values())
+        if abs(total - 1) > 1e-6:
+            raise SettingError("weights", f"are token shares and must sum to 1, but they sum to "
+                                          f"{total:g}: rescale them.")
 
 
 @dataclass
 class DataSection:
     """Sizes of the pretraining corpus (notebook 01) and its three-stage mixture."""
-    code_files: int = 200          # standard-library modules read as code (tests included)
-    docstring_modules: int = 300   # non-test modules whose docstrings become prose pages
-    pydoc_topics: int = 79         # sections of the language reference shipped in `pydoc_data`
-    math_docs: int = 4000          # generated worked problems and expositions
-    reasoning_docs: int = 2000     # step-by-step <think> solutions (stand-in for distilled data)
-    low_value_docs: int = 600      # ads, boilerplate, job posts, generated code tables
-    exact_copies: int = 200        # planted verbatim copies, for exact dedup to find
-    near_copies: int = 200         # planted lightly edited copies, for MinHash to find
-    max_doc_chars: int = 6000      # longer documents are split at a line break into parts
-    heldout_fraction: float = 0.03 # per-domain held-out documents for evaluation
-    tagger_labelled: int = 1500    # labelled documents the quality tagger learns from
+    code_files: int = setting(200, "≥ 0")          # standard-library modules read as code (tests included)
+    docstring_modules: int = setting(300, "≥ 0")   # non-test modules whose docstrings become prose pages
+    pydoc_topics: int = setting(79, "≥ 0")         # sections of the language reference shipped in `pydoc_data`
+    math_docs: int = setting(4000, "≥ 0")          # generated worked problems and expositions
+    reasoning_docs: int = setting(2000, "≥ 0")     # step-by-step <think> solutions (stand-in for distilled data)
+    low_value_docs: int = setting(600, "≥ 0")      # ads, boilerplate, job posts, generated code tables
+    exact_copies: int = setting(200, "≥ 0")        # planted verbatim copies, for exact dedup to find
+    near_copies: int = setting(200, "≥ 0")         # planted lightly edited copies, for MinHash to find
+    max_doc_chars: int = setting(6000, "≥ 200")    # longer documents are split at a line break into parts
+    heldout_fraction: float = setting(0.03, "(0, 0.5)")   # per-domain held-out documents for evaluation
+    tagger_labelled: int = setting(1500, "≥ 0")    # labelled documents the quality tagger learns from
     stage1: StageSection = field(default_factory=lambda: StageSection(
         {"general": 0.6, "math": 0.15, "code": 0.25, "synthetic_reasoning": 0.0}, 256, 0.2))
     stage2: StageSection = field(default_factory=lambda: StageSection(
@@ -60,19 +213,7 @@ class DataSection:
         {"general": 0.2, "math": 0.4, "code": 0.3, "synthetic_reasoning": 0.1}, 512, 0.2))
 
     def __post_init__(self):
-        for name in ("code_files", "docstring_modules", "pydoc_topics", "math_docs", "reasoning_docs",
-                     "low_value_docs", "exact_copies", "near_copies", "tagger_labelled"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"data.{name} must be a whole number ≥ 0, got {value!r}.")
-        if not isinstance(self.max_doc_chars, int) or self.max_doc_chars < 200:
-            raise ValueError(f"data.max_doc_chars must be an integer ≥ 200, got "
-                             f"{self.max_doc_chars!r}.")
-        if not 0 < self.heldout_fraction < 0.5:
-            raise ValueError(f"data.heldout_fraction must lie strictly between 0 and 0.5, got "
-                             f"{self.heldout_fraction!r}.")
-        for number in (1, 2, 3):
-            _check_stage(f"data.stage{number}", self.stage(number))
+        check_fields(self)
 
     def stage(self, number: int) -> StageSection:
         if number not in (1, 2, 3):
@@ -80,182 +221,171 @@ class DataSection:
         return getattr(self, f"stage{number}")
 
 
-def _check_stage(where: str, stage: StageSection) -> None:
-    unknown = set(stage.weights) - set(DOMAINS)
-    if unknown:
-        raise ValueError(f"{where}.weights names unknown domain(s) {sorted(unknown)}; the domains "
-                         f"are {list(DOMAINS)}.")
-    if any(not isinstance(w, (int, float)) or w < 0 for w in stage.weights.values()):
-        raise ValueError(f"{where}.weights must be numbers ≥ 0, got {stage.weights}.")
-    total = sum(stage.weights.values())
-    if abs(total - 1) > 1e-6:
-        raise ValueError(f"{where}.weights are token shares and must sum to 1, but they sum to "
-                         f"{total:g}: rescale them.")
-    if not isinstance(stage.seq_len, int) or stage.seq_len < 8:
-        raise ValueError(f"{where}.seq_len must be an integer ≥ 8, got {stage.seq_len!r}.")
-    if not 0 <= stage.low_value_keep <= 1:
-        raise ValueError(f"{where}.low_value_keep is the share of low-value documents kept and "
-                         f"must lie in [0, 1], got {stage.low_value_keep!r}.")
-
-
 @dataclass
 class TokenizerSection:
     """Byte-level BPE (notebook 02). Its vocabulary size is the model's `vocab_size`."""
-    train_chars: int = 8_000_000   # characters of training-split text the BPE learns merges from
-    min_frequency: int = 2         # a pair must occur this often to become a merge
+    train_chars: int = setting(8_000_000, "≥ 10000")   # characters of training-split text the BPE learns merges from
+    min_frequency: int = setting(2, "≥ 1")             # a pair must occur this often to become a merge
 
     def __post_init__(self):
-        if not isinstance(self.train_chars, int) or self.train_chars < 10_000:
-            raise ValueError(f"tokenizer.train_chars must be an integer ≥ 10000, got "
-                             f"{self.train_chars!r}.")
-        if not isinstance(self.min_frequency, int) or self.min_frequency < 1:
-            raise ValueError(f"tokenizer.min_frequency must be an integer ≥ 1, got "
-                             f"{self.min_frequency!r}.")
+        check_fields(self)
 
 
 @dataclass
 class PretrainSection:
     """Sizes of the pre-training run (notebook 04); the schedule's shape is the paper's."""
-    total_tokens: int = 2_000_000
-    peak_lr: float = 2e-3                 # the paper: 1.07e-4 at 7B; small models take more
-    batch_tokens: int = 8192              # full batch, in tokens (the paper: ≈21M)
-    micro_batch: int = 16                 # sequences per forward pass (gradient accumulation above)
-    stage_fractions: list = field(default_factory=lambda: [0.6, 0.25, 0.15])
-    min_warmup_tokens: int = 50_000
-    stage3_rope_theta: float = 640_000.0  # stage 3 raises the RoPE base (10k → 640k, report §2.3)
-    weight_decay: float = 0.1
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
-    log_every: int = 10                   # optimiser steps between metric lines
-    checkpoint_every: int = 50            # optimiser steps between checkpoints
-    heldout_sequences: int = 16           # per domain, for the held-out loss at each stage's end
-    compile: bool = False                 # torch.compile the model (GPU profiles)
+    total_tokens: int = setting(2_000_000, "≥ 1")
+    peak_lr: float = setting(2e-3, "> 0")           # the paper: 1.07e-4 at 7B; small models take more
+    batch_tokens: int = setting(8192, "≥ 1")        # full batch, in tokens (the paper: ≈21M)
+    micro_batch: int = setting(16, "≥ 1")           # sequences per forward pass (gradient accumulation above)
+    stage_fractions: list[float] = setting([0.6, 0.25, 0.15], "> 0", length=3)   # sum 1
+    min_warmup_tokens: int = setting(50_000, "≥ 0")
+    stage3_rope_theta: float = setting(640_000.0, "> 0")   # stage 3 raises the RoPE base (10k → 640k, report §2.3)
+    mtp_loss_weight: list[float] = setting([0.3, 0.1], "≥ 0", length=2)
+    #                                 λ of L = L_main + λ·L_mtp before and after the switch (report §2.3)
+    mtp_switch: float | None = setting(None, "[0, 1]")   # share of the tokens at the switch; empty:
+    #                                 the paper's 10.3T of 23.8T (`train/schedules.py`)
+    weight_decay: float = setting(0.1, "≥ 0")
+    betas: list[float] = setting([0.9, 0.95], "[0, 1)", length=2)
+    grad_clip: float = setting(1.0, "> 0")
+    log_every: int = setting(10, "≥ 1", fingerprint=False)        # optimiser steps between metric lines
+    checkpoint_every: int = setting(50, "≥ 1", fingerprint=False) # steps between checkpoints (resume is exact)
+    heldout_sequences: int = setting(16, "≥ 0")     # per domain, for the held-out loss at each stage's end
+
+    def __post_init__(self):
+        check_fields(self)
+        if abs(sum(self.stage_fractions) - 1) > 1e-6:
+            raise SettingError("stage_fractions", f"are the stages' token shares and must sum to 1, "
+                                                  f"but they sum to {sum(self.stage_fractions):g}.")
 
 
 @dataclass
 class ProblemsSection:
     """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
-    math_per_tier: int = 200       # math problems per difficulty tier (4 tiers)
-    code_families: int = 9         # the first families of each tier of tasks/templates/code.yaml
-    #                                (tier 1: 5 families, tier 2: 9)
-    code_variants: list = field(default_factory=lambda: [20, 3])
-    #                                problems per family of code tier 1, 2 (a tier-1 family has one
-    #                                problem per constant: 28 to 61 of them; 0 leaves a tier out)
-    typical_tests: int = 10        # random typical-case tests per code problem, besides edge and large
-    heldout_fraction: float = 0.2  # share of each tier (and of the code problems) held out
+    math_per_tier: int = setting(200, "≥ 1")      # math problems per difficulty tier (4 tiers)
+    code_families: int = setting(9, "[0, 9]")     # the first families of each tier of tasks/templates/code.yaml
+    #                                               (tier 1: 5 families, tier 2: 9)
+    code_variants: list[int] = setting([20, 3], "≥ 0", length=2)
+    #                                               problems per family of code tier 1, 2 (a tier-1 family has
+    #                                               one problem per constant: 10 to 100 of them; 0 leaves a tier out)
+    typical_tests: int = setting(10, "≥ 0")       # random typical-case tests per code problem, besides edge and large
+    heldout_fraction: float = setting(0.2, "(0, 1)")   # share of each tier (and of the code problems) held out
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class InferenceSection:
     """Notebook 05: KV cache, continuous batching, MTP speculative decoding."""
-    num_prompts: int = 64           # held-out reasoning prompts behind the acceptance figures
-    max_new_tokens: int = 64        # room for a whole answer with its chain of thought
-    batch_size: int = 32            # rows decoded together in the batched measurements
-    timing_tokens: int = 512        # tokens timed with and without the KV cache
-    mtp_layers: int = 3             # MTP layers at inference: 1 trained + 2 copies (report §2.2)
-    mtp_finetune_steps: int = 120   # steps that fine-tune the copies (main model, layer 1 frozen)
-    mtp_finetune_batch: int = 32    # sequences per fine-tuning step
-    mtp_finetune_lr: float = 1e-3
+    num_prompts: int = setting(64, "≥ 1")          # held-out reasoning prompts behind the acceptance figures
+    max_new_tokens: int = setting(64, "≥ 1")       # room for a whole answer with its chain of thought
+    batch_size: int = setting(32, "≥ 1")           # rows decoded together in the batched measurements
+    timing_tokens: int = setting(512, "≥ 1")       # tokens timed with and without the KV cache
+    mtp_layers: int = setting(3, "≥ 1")            # MTP layers at inference: 1 trained + 2 copies (report §2.2)
+    mtp_finetune_steps: int = setting(120, "≥ 0")  # steps that fine-tune the copies (main model, layer 1 frozen)
+    mtp_finetune_batch: int = setting(32, "≥ 1")   # sequences per fine-tuning step
+    mtp_finetune_lr: float = setting(1e-3, "> 0")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class SFTSection:
     """Notebook 06: long-CoT SFT data and training (report §3.1, facts file §4.1)."""
-    queries_per_tier: list = field(default_factory=lambda: [200, 1500, 300, 150])
+    queries_per_tier: list[int] = setting([200, 1500, 300, 150], "≥ 0", length=4)
     #                               math queries per tier for the teacher (code: every problem);
     #                               weighted to the tiers a small model can learn
-    max_candidates: int = 12        # teacher replies per query before cleaning, drawn 1..this
-    incomplete_rate: float = 0.1    # share of replies the teacher cuts off mid-thought
-    max_per_query: int = 8          # the report's cap on responses per query
-    seq_len: int = 512              # packed row length (the report packs to 32,768)
-    batch_tokens: int = 4096        # tokens per optimiser step (the report: 128 × 32,768)
-    micro_batch: int = 8            # rows per forward pass
-    lr: float = 5.6e-4              # constant; the report's 3e-5 is 0.28× its pre-training peak
-    total_tokens: int = 400_000     # assistant tokens for the full fine-tune
-    light_tokens: int = 100_000     # assistant tokens for the format-only (light) SFT
-    lora_tokens: int = 400_000      # assistant tokens for the LoRA run
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_lr: float = 3e-3           # adapters start at zero and take a larger step
-    mtp_weight: float = 0.1         # the MTP layer keeps training (λ of pre-training's end)
-    weight_decay: float = 0.0
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
-    log_every: int = 5
-    checkpoint_every: int = 50
-    eval_max_new_tokens: int = 128  # reply budget when measuring held-out pass@1
+    max_candidates: int = setting(12, "≥ 1")        # teacher replies per query before cleaning, drawn 1..this
+    incomplete_rate: float = setting(0.1, "[0, 1]") # share of replies the teacher cuts off mid-thought
+    max_per_query: int = setting(8, "≥ 1")          # the report's cap on responses per query
+    seq_len: int = setting(512, "≥ 8")              # packed row length (the report packs to 32,768)
+    batch_tokens: int = setting(4096, "≥ 1")        # tokens per optimiser step (the report: 128 × 32,768)
+    micro_batch: int = setting(8, "≥ 1")            # rows per forward pass
+    lr: float = setting(5.6e-4, "> 0")              # constant; the report's 3e-5 is 0.28× its pre-training peak
+    total_tokens: int = setting(400_000, "≥ 1")     # assistant tokens for the full fine-tune
+    light_tokens: int = setting(100_000, "≥ 1")     # assistant tokens for the format-only (light) SFT
+    lora_tokens: int = setting(400_000, "≥ 1")      # assistant tokens for the LoRA run
+    lora_rank: int = setting(16, "≥ 1")
+    lora_alpha: int = setting(32, "≥ 1")
+    lora_lr: float = setting(3e-3, "> 0")           # adapters start at zero and take a larger step
+    mtp_loss_weight: float = setting(0.1, "≥ 0")    # the MTP layer keeps training (λ of pre-training's end)
+    weight_decay: float = setting(0.0, "≥ 0")
+    betas: list[float] = setting([0.9, 0.95], "[0, 1)", length=2)
+    grad_clip: float = setting(1.0, "> 0")
+    log_every: int = setting(5, "≥ 1")              # the SFT model keeps its metrics (first and final loss)
+    checkpoint_every: int = setting(50, "≥ 1", fingerprint=False)   # resume is exact
+    eval_max_new_tokens: int = setting(128, "≥ 1", fingerprint=False)
+    #                               reply budget when notebook 06 measures held-out pass@1 (not training)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class RLSection:
     """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
     16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
-    steps: int = 60                  # GRPO steps of the main runs (RL and RL-Zero)
-    ablation_steps: int = 30         # GRPO steps of each ablation run
-    batch_prompts: int = 8           # groups with signal per step (after dynamic sampling)
-    group_size: int = 8              # G answers per prompt
-    oversample: float = 2.0          # prompts drawn per missing group, before their pass rates are known
-    max_rounds: int = 4              # rollout rounds per step before training on what was found
-    updates_per_step: int = 2        # mini-batch updates per step (the paper: 512 / 32 = 16)
-    lr: float = 2.0e-5
-    eps_low: float = 0.2             # DAPO's values; MiMo states none
-    eps_high: float = 0.28
-    grad_clip: float = 1.0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 96
-    rollout_batch: int = 64          # sequences the generator decodes together
-    dynamic_sampling: bool = True
-    easy_filter: bool = True
-    easy_alpha: float = 0.1          # probability of drawing from the easy data pool (report §3.3.2)
-    token_level: bool = True         # False: per-answer mean (ablation)
-    kl_coef: float = 0.0             # MiMo: no KL (ablation switch)
-    code_scheme: str = "soft"        # code reward: vanilla, strict or soft (report §3.3.1)
-    math_tiers: list = field(default_factory=lambda: [1, 2, 3, 4])   # math tiers trained on
-    code: bool = True                # train on the code problems too
-    zero: dict = field(default_factory=dict)    # overrides for RL-Zero (from the base model)
-    eval_every: int = 20             # steps between held-out pass@1 measurements
-    eval_samples: int = 4            # sampled answers per held-out problem
-    eval_temperature: float = 0.6    # the paper evaluates at 0.6, top-p 0.95
-    eval_max_new_tokens: int = 96
-    checkpoint_every: int = 20
-    reward_workers: int = 1          # processes of the reward executor
+    steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
+    ablation_steps: int = setting(30, "≥ 1")         # GRPO steps of each ablation run
+    batch_prompts: int = setting(8, "≥ 1")           # groups with signal per step (after dynamic sampling)
+    group_size: int = setting(8, "≥ 2")              # G answers per prompt (advantages compare within a group)
+    oversample: float = setting(2.0, "≥ 1")          # prompts drawn per missing group, before their pass rates are known
+    max_rounds: int = setting(4, "≥ 1")              # rollout rounds per step before training on what was found
+    updates_per_step: int = setting(2, "≥ 1")        # mini-batch updates per step (the paper: 512 / 32 = 16)
+    lr: float = setting(2.0e-5, "> 0")
+    eps_low: float = setting(0.2, "[0, 1]")          # DAPO's values; MiMo states none
+    eps_high: float = setting(0.28, "≥ 0")
+    grad_clip: float = setting(1.0, "> 0")
+    temperature: float = setting(1.0, "> 0")
+    top_p: float = setting(1.0, "(0, 1]")
+    max_new_tokens: int = setting(96, "≥ 1")
+    rollout_batch: int = setting(64, "≥ 1")          # sequences the generator decodes together
+    dynamic_sampling: bool = setting(True)
+    easy_filter: bool = setting(True)
+    easy_alpha: float = setting(0.1, "[0, 1]")       # probability of drawing from the easy data pool (report §3.3.2)
+    token_level: bool = setting(True)                # False: per-answer mean (ablation)
+    kl_coef: float = setting(0.0, "≥ 0")             # MiMo: no KL (ablation switch)
+    code_scheme: str = setting("soft", ("vanilla", "strict", "soft"))   # code reward (report §3.3.1)
+    math_tiers: list[int] = setting([1, 2, 3, 4], "[1, 4]")   # math tiers trained on
+    code: bool = setting(True)                       # train on the code problems too
+    zero: dict = setting({})                         # overrides for RL-Zero (from the base model)
+    eval_every: int = setting(20, "≥ 1")             # steps between held-out pass@1 measurements (the run records them)
+    eval_samples: int = setting(4, "≥ 1")            # sampled answers per held-out problem
+    eval_temperature: float = setting(0.6, "> 0")    # the paper evaluates at 0.6, top-p 0.95
+    eval_max_new_tokens: int = setting(96, "≥ 1")
+    checkpoint_every: int = setting(20, "≥ 1", fingerprint=False)   # resume is exact
+    reward_workers: int = setting(1, "≥ 1", fingerprint=False)      # processes of the reward executor
 
     def __post_init__(self):
-        for name in ("steps", "ablation_steps", "batch_prompts", "group_size", "max_rounds",
-                     "updates_per_step", "max_new_tokens", "rollout_batch", "eval_every",
-                     "eval_samples", "eval_max_new_tokens", "checkpoint_every", "reward_workers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"rl.{name} must be a positive whole number, got {value!r}.")
-        if self.group_size < 2:
-            raise ValueError(f"rl.group_size must be ≥ 2: advantages compare answers within a "
-                             f"group, got {self.group_size}.")
-        if self.oversample < 1:
-            raise ValueError(f"rl.oversample must be ≥ 1 (prompts drawn per missing group), got "
-                             f"{self.oversample!r}.")
-        if self.code_scheme not in ("vanilla", "strict", "soft"):
-            raise ValueError(f"rl.code_scheme must be vanilla, strict or soft, got "
-                             f"{self.code_scheme!r}.")
-        if not set(self.math_tiers) <= {1, 2, 3, 4}:
-            raise ValueError(f"rl.math_tiers must be chosen from the tiers 1-4, got {self.math_tiers!r}.")
-        unknown = set(self.zero) - {f.name for f in dataclasses.fields(self)} - {"zero"}
-        if unknown or "zero" in self.zero:
-            raise ValueError(f"rl.zero overrides unknown key(s) {sorted(unknown) or ['zero']}: use "
-                             f"keys of the rl section.")
+        check_fields(self)
+        if "zero" in self.zero:
+            raise SettingError("zero.zero", "is not allowed: RL-Zero's overrides are keys of the "
+                                            "rl section.")
+        if self.zero:                                # RL-Zero's section is checked now, at load
+            try:
+                _build(RLSection, {**dataclasses.asdict(self), **self.zero, "zero": {}})
+            except SettingError as err:
+                raise err.within("zero") from None
 
     def with_overrides(self, **overrides) -> "RLSection":
         """A copy with some fields replaced (checked like the profile)."""
-        return _build(RLSection, {**dataclasses.asdict(self), **overrides}, "rl")
+        try:
+            return _build(RLSection, {**dataclasses.asdict(self), **overrides})
+        except SettingError as err:
+            raise err.within("rl") from None
 
 
 @dataclass
 class Profile:
-    name: str
-    seed: int = 0
-    device: str = "cpu"          # "cpu", "cuda", or "auto" (cuda when available)
-    dtype: str = "float32"       # training/inference dtype on that device ("bfloat16" on GPU)
-    threads: int = 0             # CPU threads for torch; 0 keeps torch's default (one per core)
+    name: str = setting("profile")
+    seed: int = setting(0, "≥ 0")
+    device: str = setting("cpu", ("cpu", "cuda", "auto"))       # "auto": cuda when available
+    dtype: str = setting("float32", ("float32", "bfloat16", "float16"))   # training/inference dtype
+    threads: int = setting(0, "≥ 0", fingerprint=False)   # CPU threads for torch; 0 keeps torch's default
+    compile: bool = setting(False, fingerprint=False)      # torch.compile the model in every trainer (GPU)
+    tracker: str = setting("none", TRACKERS, fingerprint=False)   # where every trainer also logs
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
@@ -264,6 +394,9 @@ class Profile:
     inference: InferenceSection = field(default_factory=InferenceSection)
     sft: SFTSection = field(default_factory=SFTSection)
     rl: RLSection = field(default_factory=RLSection)
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def torch_device(self):
@@ -289,8 +422,9 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """`load_profile("toy")` or `load_profile("my_profile.yaml")`."""
+def load_profile(name_or_path: str | Path, overrides: dict | None = None) -> Profile:
+    """`load_profile("toy")`, `load_profile("my_profile.yaml")`, or with overrides of single keys:
+    `load_profile("smoke", {"pretrain.log_every": 5})` (a string value is read as YAML: "3e-3")."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
@@ -303,28 +437,62 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if not isinstance(raw, dict):
         raise ValueError(f"Profile file {str(path)!r} must hold a YAML mapping of sections.")
     raw.setdefault("name", path.stem)
-    return _build(Profile, raw, str(path))
+    try:
+        profile = _build(Profile, raw)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return as_profile(profile, overrides)
 
 
-def _build(cls, raw: dict, where: str):
-    """Dataclass from a dict, refusing unknown keys so that a typo never passes silently."""
+def as_profile(profile: str | Path | Profile, overrides: dict | None = None) -> Profile:
+    """A loaded profile, given one or its name/path (library entry points accept all three),
+    with `overrides` ({"section.key": value}) applied and checked like the file."""
+    if not isinstance(profile, Profile):
+        return load_profile(profile, overrides)
+    if not overrides:
+        return profile
+    raw = dataclasses.asdict(profile)
+    for key, value in overrides.items():
+        *sections, name = str(key).split(".")
+        node = raw
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node or key == "name":
+            raise SettingError(f"override {key}", "is not a setting: write section.key with a key "
+                                                  "of the profile file, such as pretrain.log_every or seed.")
+        node[name] = _yaml_scalar(value) if isinstance(value, str) else value
+    try:
+        return _build(Profile, raw)
+    except SettingError as err:
+        raise SettingError(f"override {err.key}", err.problem) from None
+
+
+def _yaml_scalar(text: str):
+    """A command-line value read as YAML reads it: "3e-3", "true", "[1, 2]", "toy"."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _build(cls, raw: dict):
+    """Dataclass from a dict, refusing unknown keys so that a typo never passes silently; a
+    SettingError from a nested section comes out with the section's name in front of its key."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    types = typing.get_type_hints(cls)
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in section "
-                         f"{cls.__name__}; allowed keys are {sorted(fields)}.")
+    hints = typing.get_type_hints(cls)
+    for name in raw:
+        if name not in fields:
+            raise SettingError(name, f"is an unknown key; the keys of {cls.__name__} are "
+                                     f"{sorted(fields)}.")
     kwargs = {}
-    for key, value in raw.items():
-        section = types[key]
+    for name, value in raw.items():
+        section = hints[name]
         if dataclasses.is_dataclass(section):   # a nested section: build it the same way
             if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{where}: section {key!r} must be a mapping, got {value!r}.")
-            value = _build(section, value or {}, f"{where}:{key}")
-        kwargs[key] = value
+                raise SettingError(name, f"is a section and must be a mapping, got {value!r}.")
+            try:
+                value = _build(section, value or {})
+            except SettingError as err:
+                raise err.within(name) from None
+        kwargs[name] = value
     return cls(**kwargs)
-
-
-def as_profile(profile: str | Path | Profile) -> Profile:
-    """A loaded profile, given one or its name/path (library entry points accept all three)."""
-    return profile if isinstance(profile, Profile) else load_profile(profile)

@@ -1,6 +1,5 @@
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,22 @@ def smoke_runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def run_notebook(smoke_runs):
-    """run_notebook("03") executes notebooks/03_*.ipynb at the smoke profile; returns its records."""
+    """run_notebook("03") executes notebooks/03_*.ipynb at the smoke profile; returns its records.
+
+    It fails when the run creates a later notebook's artifact in the runs root (see artifact_owners).
+    """
+    from artifact_owners import artifact_folders, artifacts_built_too_early
+    from mimo_lite.artifacts import runs_dir
     from mimo_lite.cli import run_notebooks
 
     def run(prefix: str) -> dict:
+        before = artifact_folders(runs_dir("smoke", smoke_runs))
         [executed] = run_notebooks("smoke", only=[prefix], runs_root=str(smoke_runs),
                                    notebooks_dir=NOTEBOOKS)
+        too_early = artifacts_built_too_early(runs_dir("smoke", smoke_runs), prefix, before)
+        if too_early:
+            pytest.fail(f"notebook {prefix} may use only the artifacts of notebooks before it: "
+                        + "; ".join(too_early))
         return json.loads(executed.with_suffix(".json").read_text())
 
     return run

@@ -257,5 +257,5 @@ def test_profiles_carry_an_rl_section():
         assert rl.eps_high > rl.eps_low and rl.kl_coef == 0 and rl.token_level
     with pytest.raises(ValueError, match="group_size"):
         RLSection(group_size=1)
-    with pytest.raises(ValueError, match="rl.zero"):
+    with pytest.raises(ValueError, match="zero.nope is an unknown key"):
         RLSection(zero={"nope": 1})

@@ -115,3 +115,32 @@ def test_too_many_drafts_or_no_mtp_layer_is_refused():
         speculative_generate(random_model(mtp_layers=0), [1, 2], SamplingParams())
     with pytest.raises(ValueError, match="must hold 1 to"):
         speculative_generate(random_model(), [], SamplingParams())
+
+
+def test_step_costs_time_each_pass_and_combine_into_a_speedup():
+    from mimo_lite.infer import StepCosts, step_costs
+
+    model = drafting_model(3)
+    prompt = markov_batch(torch.Generator().manual_seed(1), 1, 6, 32)[0].tolist()
+    costs = step_costs(model, prompt, num_draft=2, repeats=3)
+    assert costs.num_draft == 2 and min(costs.main, costs.verify, costs.draft) > 0
+    # the formula: tokens per pass × plain step time / speculative step time
+    c = StepCosts(1, main=1.0, verify=1.0, draft=0.1)
+    assert c.speedup(1.9) == pytest.approx(1.9 / 1.1)
+    assert c.speedup(1.9, loop=0.9) == pytest.approx(1.9 / 2.0)
+    with pytest.raises(ValueError, match="MTP layers"):
+        step_costs(model, prompt, num_draft=4)
+
+
+def test_weights_read_ratio_of_mimo_7b_is_one_mtp_layer_beside_36_blocks():
+    from mimo_lite.infer import weights_read_ratio
+
+    mimo = preset("mimo_7b")
+    ratio = weights_read_ratio(mimo)
+    # one MTP layer (210,790,400 parameters, facts §1.2) + lm_head (151,680 × 4,096), over 36
+    # blocks + lm_head: total 7,833,409,536 less the MTP layer, the embedding and the final norm
+    head = 151_680 * 4_096
+    main = 7_833_409_536 - 210_790_400 - head - 4_096
+    assert ratio == pytest.approx((210_790_400 + head) / main)
+    assert weights_read_ratio(preset("toy")) > 3 * ratio          # a few blocks: drafting is dear
+    assert weights_read_ratio(preset("mimo_7b", num_nextn_predict_layers=3), 3) == pytest.approx(3 * ratio)

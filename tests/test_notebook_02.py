@@ -21,3 +21,12 @@ def test_notebook_02_trains_the_tokenizer_and_measures_it(run_notebook):
     assert r["special_tokens_single_ids"] and r["eos_token"] == "<|im_end|>"
     assert r["embedding_share"]["MiMo-7B"] == pytest.approx(0.1586, abs=1e-3)
     assert r["embedding_share"]["kit (smoke)"] > r["embedding_share"]["MiMo-7B"]
+    # the three-stage mixture, packed with this tokenizer
+    assert r["max_share_error"] <= 0.01
+    shares = r["stage_shares_measured"]
+    assert shares["stage 1"]["synthetic_reasoning"] == 0
+    assert shares["stage 2"]["math"] + shares["stage 2"]["code"] == pytest.approx(0.7, abs=0.01)
+    assert shares["stage 3"]["synthetic_reasoning"] == pytest.approx(0.1, abs=0.01)
+    assert r["seq_len"]["3"] > r["seq_len"]["1"] == r["seq_len"]["2"]
+    assert all(tokens > 0 for tokens in r["tokens_per_stage"].values())
+    assert r["tokens_by_stage_domain"]["stage3"]["synthetic_reasoning"] > 0

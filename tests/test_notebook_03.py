@@ -11,3 +11,5 @@ def test_architecture_notebook_rebuilds_the_model(run_notebook):
     assert rec["kv_cache_7b_32k_mha_gib"] == 4 * rec["kv_cache_7b_32k_gib"]
     turns = rec["rope_slowest_pair_turns_32k"]
     assert turns["640k"] < turns["10k"] < 1
+    pairs = rec["rope_pairs_longer_than_context"]     # 640k keeps more slow pairs over 32K than 10k
+    assert pairs["640k@32K"] > pairs["10k@8K"] > pairs["10k@32K"] > 0

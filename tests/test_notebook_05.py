@@ -23,8 +23,12 @@ def test_notebook_05_inference_mtp(run_notebook):
     # the first MTP layer is frozen during the extension: its acceptance cannot move
     assert r["acceptance_finetuned"][0] == pytest.approx(r["acceptance_copies"][0])
     assert r["spec1_speedup"] > 0 and r["spec3_speedup"] > 0
-    # the same on the SFT model's replies: output unchanged, figures consistent
-    assert r["sft_spec1_identical"] is True and r["sft_spec3_identical"] is True
-    assert 0 <= r["sft_spec1_acceptance"] <= 1 and 0 <= r["repetition_sft"] <= 1
-    assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
-    assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0
+    assert 0 <= r["repetition_base"] <= 1
+    # where the time of a speculative step goes: the parts add up to the measured step
+    for K, b in r["spec_costs"].items():
+        assert min(b["main_ms"], b["draft_ms"], b["verify_ms"]) > 0, K
+        assert b["draft_ms"] + b["verify_ms"] + b["loop_ms"] >= b["spec_step_ms"] * (1 - 1e-9), K
+        assert b["speedup_measured"] == pytest.approx(b["plain_step_ms"] * b["tokens_per_pass"] / b["spec_step_ms"])
+    proj = r["spec_projection"]
+    assert proj["mimo_7b_weights_read_ratio"] < proj["this_model_weights_read_ratio"]
+    assert proj["mimo_7b_speedup_bound"] == pytest.approx(1.9 / (1 + proj["mimo_7b_weights_read_ratio"]))

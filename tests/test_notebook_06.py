@@ -45,3 +45,11 @@ def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
     for name, row in table.items():
         assert 0 <= row["greedy"] <= 1 and 0 <= row["sampled"] <= 1, name
     assert set(r["boxed_fraction"]) == set(table)
+
+    # MTP speculative decoding on the SFT model's replies: output unchanged, figures consistent
+    assert r["sft_spec1_identical"] is True and r["sft_spec3_identical"] is True
+    assert 0 <= r["sft_spec1_acceptance"] <= 1 and 0 <= r["base_spec1_acceptance"] <= 1
+    assert 0 <= r["repetition_sft"] <= 1 and 0 <= r["repetition_base"] <= 1
+    assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
+    assert len(r["sft_spec3_conditional_acceptance"]) == len(r["base_spec3_conditional_acceptance"])
+    assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0

@@ -46,6 +46,6 @@ def test_fsdp2_on_two_processes_trains_like_one(tmp_path):
     torch.manual_seed(0)
     model = pretrain_helpers.tiny_model()
     batch = pretrain_helpers.streams(1, 0).take(metrics[0]["batch_sequences"])
-    model(batch, labels=batch, mtp_loss_weight=metrics[0]["mtp_weight"]).loss.backward()
+    model(batch, labels=batch, mtp_loss_weight=metrics[0]["mtp_loss_weight"]).loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
     assert metrics[0]["grad_norm"] == pytest.approx(norm, rel=1e-4)

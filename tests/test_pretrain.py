@@ -32,8 +32,8 @@ def test_schedule_has_the_papers_shape_at_any_budget(total):
     assert s.lr(end1) == pytest.approx(3e-5, rel=1e-3)                                # stage 1 decays to 3e-5
     assert s.lr(end2 - 1) == pytest.approx(3e-5) and s.lr((end1 + end2) // 2) == pytest.approx(3e-5)
     assert s.lr(total - 1) == pytest.approx(1e-5, rel=2e-2)                           # stage 3 ends at 1e-5
-    assert s.mtp_weight(0) == 0.3 and s.mtp_weight(total - 1) == 0.1
-    switch = next(t for t in ts if s.mtp_weight(t) == 0.1)
+    assert s.mtp_loss_weight(0) == 0.3 and s.mtp_loss_weight(total - 1) == 0.1
+    switch = next(t for t in ts if s.mtp_loss_weight(t) == 0.1)
     assert 0.42 < switch / total < 0.44                                               # 10.3T of 23.8T
     assert s.batch_fraction(0) < 1 and s.batch_fraction(total // 10) == 1.0
     assert [s.stage(t) for t in (0, end1, end2)] == [1, 2, 3]

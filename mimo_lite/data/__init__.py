@@ -1,4 +1,5 @@
-"""The pretraining corpus (notebook 01): sources, quality, dedup, and the three-stage mixture.
+"""The pretraining corpus (notebook 01: sources, quality, dedup) and its three-stage mixture
+(packed in notebook 02, once the tokenizer exists).
 
 Entry points for the rest of the kit:
   ensure_corpus(profile)                    documents (train / heldout) and the build report

@@ -214,7 +214,7 @@ def heldout_sequences(profile, domain: str, seq_len: int,
 
 
 def packed_counts(profile, runs_root: str | Path | None = None) -> dict:
-    """Rows and tokens per stage and domain (the corpus token counts notebook 01 reports)."""
+    """Rows and tokens per stage and domain (the corpus token counts notebook 02 reports)."""
     import json
     return json.loads((ensure_packed(profile, runs_root) / "counts.json").read_text())
 

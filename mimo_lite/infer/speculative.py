@@ -225,3 +225,92 @@ def teacher_forced_acceptance(model, prompts: Sequence[Sequence[int]],
             hits[k] += (draft == target).sum().item()
             counts[k] += draft.shape[0]
     return [h / c if c else float("nan") for h, c in zip(hits, counts)]
+
+
+@dataclass
+class StepCosts:
+    """Seconds per pass at batch 1, from `step_costs`: what a speculative step spends its time on.
+
+    A step of K drafts costs `draft` (K MTP passes, one token each) + `verify` (one main pass
+    over K+1 tokens) + whatever the loop itself spends (sampling, roll-back, Python), and yields
+    `tokens_per_pass` tokens on average, where plain decoding spends `main` per token. So
+
+        speed-up = tokens_per_pass × main / (draft + verify + loop).
+
+    It exceeds 1 only when the drafts are cheap next to the main pass and verifying K+1 tokens
+    costs about as much as one: true for a large model whose batch-1 step is bound by reading its
+    weights (MiMo-7B: one MTP layer beside 36 blocks), not for a model of a few blocks on a CPU.
+    """
+
+    num_draft: int
+    main: float      # one plain decoding step: one token through the main stack and lm_head
+    verify: float    # one main pass over K+1 tokens
+    draft: float     # K MTP passes of one token each, with lm_head
+
+    def speedup(self, tokens_per_pass: float, loop: float = 0.0) -> float:
+        return tokens_per_pass * self.main / (self.draft + self.verify + loop)
+
+
+@torch.inference_mode()
+def step_costs(model, prompt: Sequence[int], num_draft: int = 1, repeats: int = 30) -> StepCosts:
+    """Time the three passes of a speculative step on `model` after `prompt` (median of `repeats`).
+
+    Each pass runs through the same decoder as `speculative_generate`, at the position where the
+    first draft would be made; results are synchronised (`.item()`/`.tolist()`) like the loop's.
+    """
+    import statistics
+    import time
+
+    if not 1 <= num_draft <= model.config.num_nextn_predict_layers:
+        raise ValueError(f"num_draft={num_draft} needs that many MTP layers; the model has "
+                         f"{model.config.num_nextn_predict_layers}.")
+    decoder, device = decoder_for(model), model.lm_head.weight.device
+    prompt, K = list(prompt), num_draft
+    n = len(prompt)
+    cache = KVCache.for_model(model, 1, n + K + 1)
+    h = decoder.forward(torch.tensor([prompt], device=device), cache.window(0, n))[0]
+    token = torch.tensor([[prompt[-1]]], device=device)
+    tokens = token.repeat(1, K + 1)
+
+    def main():
+        decoder.logits(decoder.forward(token, cache.window(n, 1))[0]).argmax(-1).item()
+
+    def verify():
+        decoder.logits(decoder.forward(tokens, cache.window(n, K + 1))[0]).argmax(-1).tolist()
+
+    def draft():
+        z, window = h[None, -1:], cache.window(n - 1, 1)
+        for k in range(K):
+            z, logits = decoder.mtp(k, z, token, n + k, window)
+            logits.argmax(-1).item()
+
+    def median_seconds(fn):
+        fn()                                                   # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return StepCosts(K, median_seconds(main), median_seconds(verify), median_seconds(draft))
+
+
+def weights_read_ratio(config, num_draft: int = 1) -> float:
+    """Weights read by K draft passes / weights read by one main pass, for a config.
+
+    At batch 1 on a GPU, a decoding step of a large model is bound by reading its weights, so
+    this ratio is what drafting costs next to a main pass there. A pass reads every matrix of its
+    blocks plus `lm_head` (the embedding only one row per token, left out).
+    """
+    from ..model import MiMoForCausalLM
+
+    with torch.device("meta"):
+        model = MiMoForCausalLM(config)
+    head = model.lm_head.weight.numel()
+    main = sum(p.numel() for p in model.model.layers.parameters()) + head
+    layers = list(model.model.mtp_layers)
+    if not 1 <= num_draft <= len(layers):
+        raise ValueError(f"num_draft={num_draft} needs that many MTP layers; the config has {len(layers)}.")
+    draft = sum(sum(p.numel() for p in layer.parameters()) + head for layer in layers[:num_draft])
+    return draft / main

@@ -79,7 +79,8 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
-               seed=profile.seed, progress=progress, dtype=profile.torch_dtype)
+               seed=profile.seed, progress=progress, dtype=profile.torch_dtype,
+               compile=profile.compile, tracker=profile.tracker)
     metrics = read_metrics(work / "metrics.jsonl")
     with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
         model.save_pretrained(tmp)

@@ -41,7 +41,8 @@ class State:
 def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream],
           seq_lens: dict[int, int], out_dir: Path, heldout: dict[str, torch.Tensor] | None = None,
           device="cpu", dtype=torch.float32, max_steps: int | None = None,
-          curriculum: bool = True, progress: bool = True, tracker: str = "none") -> State:
+          curriculum: bool = True, progress: bool = True, compile: bool = False,
+          tracker: str = "none") -> State:
     """Pre-train `model` in place; metrics go to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/.
 
     Resumes from the newest good checkpoint in out_dir. `max_steps` stops early (tests, demos).
@@ -51,7 +52,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
     """
     schedule = Schedule.of(cfg)
     run = Run(out_dir, model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
-              device=device, dtype=dtype, compile=cfg.compile, log_every=cfg.log_every,
+              device=device, dtype=dtype, compile=compile, log_every=cfg.log_every,
               checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress)
     state = run.resume(State())
     stream = streams(state.stage if curriculum else 1, state.positions[str(state.stage if curriculum else 1)])
@@ -73,7 +74,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
         full = max(1, cfg.batch_tokens // seq_len)
         world = parallel.world_size()                                 # every rank gets as many rows
         n_seq = world * math.ceil(max(1, round(schedule.batch_fraction(state.tokens) * full)) / world)
-        lr, mtp_weight = schedule.lr(state.tokens), schedule.mtp_weight(state.tokens)
+        lr, mtp_loss_weight = schedule.lr(state.tokens), schedule.mtp_loss_weight(state.tokens)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
 
@@ -85,7 +86,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
         mtp_count = 0
         for micro in batch.split(cfg.micro_batch):
             with run.autocast:
-                out = run.forward(micro, labels=micro, mtp_loss_weight=mtp_weight)
+                out = run.forward(micro, labels=micro, mtp_loss_weight=mtp_loss_weight)
             share = micro.shape[0] / batch.shape[0]                   # mean over this rank's rows
             (out.loss * share).backward()
             with torch.no_grad():
@@ -103,7 +104,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
             line = run.log(state.step, tokens=state.tokens, stage=stage, loss=totals[0].item(),
                            main_loss=totals[1].item(), mtp_loss=totals[2].item(),
                            mtp_top1=totals[3].item() / max(mtp_count, 1), lr=lr,
-                           mtp_weight=mtp_weight, batch_sequences=n_seq, seq_len=seq_len,
+                           mtp_loss_weight=mtp_loss_weight, batch_sequences=n_seq, seq_len=seq_len,
                            grad_norm=grad_norm)
             bar.set_postfix(loss=f"{line['loss']:.3f}", mtp_top1=f"{line['mtp_top1']:.2f}")
         run.checkpoint(state)

@@ -1,7 +1,7 @@
 """Pre-training on the kit's corpus: `pretrain(profile)` and `ensure_base_model(profile)`.
 
-Glue between the data pipeline (notebook 01: stage samplers and held-out splits), the tokenizer
-(notebook 02) and the loop (`loop.train`). The run lives in `runs/<profile>/pretrain/` (metrics,
+Glue between the data pipeline (notebooks 01 and 02: stage samplers and held-out splits), the
+tokenizer (notebook 02) and the loop (`loop.train`). The run lives in `runs/<profile>/pretrain/` (metrics,
 checkpoints: a killed run resumes), the result in `runs/<profile>/base/`, a transformers
 checkpoint with its tokenizer: `AutoModelForCausalLM.from_pretrained("runs/toy/base")`.
 """
@@ -79,7 +79,7 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     model = MiMoForCausalLM(config).to(device)     # sharded by the run scaffold under torchrun
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
-                  progress=progress)
+                  progress=progress, compile=profile.compile, tracker=profile.tracker)
     return model, state
 
 

@@ -38,9 +38,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..profile import TRACKERS
 from . import checkpoint, parallel
-
-TRACKERS = ("none", "tensorboard", "wandb")
 
 
 class Run:

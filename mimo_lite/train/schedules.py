@@ -42,11 +42,15 @@ class Schedule:
         PAPER["stage2"] / PAPER_TOTAL,
         (PAPER["stage3_constant"] + PAPER["stage3_decay"]) / PAPER_TOTAL)
     min_warmup_tokens: int = 0
+    mtp_loss_weights: tuple[float, float] = (0.3, 0.1)   # λ before and after the switch
+    mtp_switch: float = PAPER["mtp_switch"] / PAPER_TOTAL   # share of the tokens before it
 
     @classmethod
     def of(cls, cfg) -> "Schedule":
-        """The schedule a profile's `pretrain` section declares."""
-        return cls(cfg.total_tokens, cfg.peak_lr, tuple(cfg.stage_fractions), cfg.min_warmup_tokens)
+        """The schedule a profile's `pretrain` section declares (its `mtp_switch` empty: the paper's)."""
+        switch = cls.mtp_switch if cfg.mtp_switch is None else cfg.mtp_switch
+        return cls(cfg.total_tokens, cfg.peak_lr, tuple(cfg.stage_fractions), cfg.min_warmup_tokens,
+                   tuple(cfg.mtp_loss_weight), switch)
 
     def __post_init__(self):
         if self.total_tokens <= 0 or self.peak_lr <= 0:
@@ -97,9 +101,10 @@ class Schedule:
         warmup = max(round(PAPER["batch_warmup"] / PAPER_TOTAL * self.total_tokens), self.min_warmup_tokens)
         return min(1.0, (tokens + 1) / warmup)
 
-    def mtp_weight(self, tokens: int) -> float:
-        """λ of L = L_main + λ·L_mtp: 0.3 for the first 10.3T of 23.8T tokens, then 0.1."""
-        return 0.3 if tokens < PAPER["mtp_switch"] / PAPER_TOTAL * self.total_tokens else 0.1
+    def mtp_loss_weight(self, tokens: int) -> float:
+        """λ of L = L_main + λ·L_mtp: the paper's 0.3 for the first 10.3T of 23.8T tokens, then 0.1."""
+        before, after = self.mtp_loss_weights
+        return before if tokens < self.mtp_switch * self.total_tokens else after
 
 
 def cosine(step: int, length: int, start: float, end: float) -> float:

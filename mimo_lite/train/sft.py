@@ -266,7 +266,7 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
             if share == 0:
                 continue
             with run.autocast:
-                out = run.forward(**micro, mtp_loss_weight=cfg.mtp_weight)
+                out = run.forward(**micro, mtp_loss_weight=cfg.mtp_loss_weight)
             (out.loss * share).backward()
             totals += torch.tensor([out.loss.item(), out.main_loss.item(),
                                     out.mtp_loss.item() if out.mtp_loss is not None else 0.0]) * share
@@ -358,7 +358,8 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     memory = training_memory(model)
     t0 = time.perf_counter()
     state = train_sft(model, examples, run_cfg, run_dir, tokenizer.pad_token_id, profile.seed,
-                      total_tokens=tokens, progress=progress, dtype=profile.torch_dtype)
+                      total_tokens=tokens, progress=progress, dtype=profile.torch_dtype,
+                      compile=profile.compile, tracker=profile.tracker)
     wall = time.perf_counter() - t0
     if variant == "lora":
         model = model.merge_and_unload()
