@@ -104,7 +104,7 @@ def test_bad_conversations_are_skipped_counted_and_never_truncated(tok):
 
 
 def test_cleaning_removes_contaminated_incomplete_and_extra_responses():
-    raw = raw_sft_pool(math_per_tier=[8, 8, 8, 8], code_families=2, code_variants=1, max_candidates=12,
+    raw = raw_sft_pool(math_per_tier=[8, 8, 8, 8], code_families=2, code_variants=[1, 1], max_candidates=12,
                        incomplete_rate=0.3, seed=0)
     eval_prompt = raw[0]["prompt"]
     kept, report = clean_sft(raw, [eval_prompt, "Some unrelated evaluation question?"])
