@@ -329,6 +329,8 @@ class RLSection:
     16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
     steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
     ablation_steps: int = setting(30, "≥ 1")         # GRPO steps of each ablation run
+    code_ablation_steps: int = setting(10, "≥ 1")    # GRPO steps of each code-reward run (vanilla, strict, soft)
+    code_ablation_seeds: int = setting(1, "≥ 1")     # seeds per code reward scheme
     batch_prompts: int = setting(8, "≥ 1")           # groups with signal per step (after dynamic sampling)
     group_size: int = setting(8, "≥ 2")              # G answers per prompt (advantages compare within a group)
     oversample: float = setting(2.0, "≥ 1")          # prompts drawn per missing group, before their pass rates are known
@@ -349,7 +351,7 @@ class RLSection:
     kl_coef: float = setting(0.0, "≥ 0")             # MiMo: no KL (ablation switch)
     code_scheme: str = setting("soft", ("vanilla", "strict", "soft"))   # code reward (report §3.3.1)
     math_tiers: list[int] = setting([1, 2, 3, 4], "[1, 4]")   # math tiers trained on
-    code: bool = setting(True)                       # train on the code problems too
+    code_tiers: list[int] = setting([1, 2], "[1, 2]")   # code tiers trained on ([]: math only)
     zero: dict = setting({})                         # overrides for RL-Zero (from the base model)
     eval_every: int = setting(20, "≥ 1")             # steps between held-out pass@1 measurements (the run records them)
     eval_samples: int = setting(4, "≥ 1")            # sampled answers per held-out problem

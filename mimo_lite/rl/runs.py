@@ -38,16 +38,16 @@ def start_model(profile, start: str, runs_root=None, variant: str = "full", prog
 
 
 def rl_problems(problems: list[dict], cfg) -> list[dict]:
-    """The problems a run trains (and is evaluated) on: the chosen math tiers, code if enabled."""
-    return [p for p in problems
-            if (p["domain"] == "math" and p.get("tier") in cfg.math_tiers)
-            or (p["domain"] == "code" and cfg.code)]
+    """The problems a run trains (and is evaluated) on: the chosen math and code tiers."""
+    tiers = {"math": cfg.math_tiers, "code": cfg.code_tiers}
+    return [p for p in problems if p.get("tier") in tiers[p["domain"]]]
 
 
 def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
                     name: str | None = None, overrides: dict | None = None,
-                    steps: int | None = None, progress: bool = True) -> Path:
-    """Train (or reuse) a GRPO run from `start`; returns its folder under runs/<profile>/."""
+                    steps: int | None = None, seed: int | None = None, progress: bool = True) -> Path:
+    """Train (or reuse) a GRPO run from `start`; returns its folder under runs/<profile>/.
+    `seed` (default: the profile's) seeds the run's sampling only, not the model it starts from."""
     from transformers import AutoTokenizer
 
     from ..model import MiMoForCausalLM
@@ -62,7 +62,8 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     name = name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
     origin = start_model(profile, start, runs_root, variant, progress)
     problems_dir = ensure_problems(profile, runs_root)
-    digest = fingerprint("grpo", build_info(origin)["fingerprint"], cfg, steps, profile.seed,
+    seed = profile.seed if seed is None else seed
+    digest = fingerprint("grpo", build_info(origin)["fingerprint"], cfg, steps, seed,
                          profile.dtype, json.loads((problems_dir / "manifest.json").read_text())["key"])
     root = runs_dir(profile.name, runs_root)
     folder, work = root / name, root / "grpo" / name
@@ -71,7 +72,7 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     print(f"[mimo-lite] GRPO {name!r} from {origin} ({steps} steps) -> {folder}", flush=True)
     run_folder(work, digest)
     profile.use_threads()
-    torch.manual_seed(profile.seed)
+    torch.manual_seed(seed)
     device = profile.torch_device
     model = MiMoForCausalLM.from_pretrained(origin).to(device)
     tokenizer = AutoTokenizer.from_pretrained(origin)
@@ -79,7 +80,7 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
-               seed=profile.seed, progress=progress, dtype=profile.torch_dtype,
+               seed=seed, progress=progress, dtype=profile.torch_dtype,
                compile=profile.compile, tracker=profile.tracker)
     metrics = read_metrics(work / "metrics.jsonl")
     with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:

@@ -177,6 +177,7 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
     code = [row["reward"] for row in r["rows"] if row["domain"] == "code"]
     return dict(pass_at_1=r["pass_at_1"], math=r["math"], code=r["code"],
                 code_soft=sum(code) / len(code) if code else None,
+                code_problems={row["id"]: row["pass_at_1"] for row in r["rows"] if row["domain"] == "code"},
                 by_tier={str(k): v for k, v in r["by_tier"].items()})
 
 
