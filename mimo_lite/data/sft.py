@@ -86,7 +86,9 @@ def _multiply_split(a: int, b: int) -> list[str]:
 def math_traces(problem: dict, rng: random.Random | None = None) -> list[list[str]]:
     """Distinct step lists for one math problem, each a long chain of thought: a plan, the steps,
     a check by another route; tiers 3–4 work every step out (Euclid's steps, powers one by one).
-    With `rng`, one more trace slips on an arithmetic step, notices and redoes it."""
+    With `rng`, a multi-step problem (tiers 3–4) gets one more trace that slips on an arithmetic
+    step, notices and redoes it. Tiers 1–2 get none: their traces hold one or two sums, and a slip
+    among them teaches a small model wrong facts (at toy, math fell to 0.0–0.2 with them)."""
     template, answer = problem["template"], Fraction(problem["answer"])
     own = [s.strip()[0].upper() + s.strip()[1:] + "."
            for s in re.split(r", (?=and |so )|; ", problem["solution"]) if s.strip()]
@@ -119,7 +121,7 @@ def math_traces(problem: dict, rng: random.Random | None = None) -> list[list[st
     plan, check = _plan(template), _check(template, numbers, answer)
     traces = [[plan] + t + ([check] if check and not any(x.startswith("Check") for x in t) else [])
               for t in traces]
-    if rng is not None:
+    if rng is not None and problem["tier"] >= 3:
         slipped = _slip(rng.choice(traces), rng)
         if slipped:
             traces.append(slipped)
