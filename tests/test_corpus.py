@@ -25,7 +25,9 @@ def test_documents_carry_the_contract_columns_and_every_domain(corpus):
 def test_report_figures_match_the_documents(corpus):
     report = corpus.report
     train, heldout = corpus.documents["train"], corpus.documents["heldout"]
-    assert report["dedup"]["documents_out"] == len(train) + len(heldout)
+    decontaminated = report["decontamination"]
+    assert decontaminated["documents_in"] == report["dedup"]["documents_out"]
+    assert decontaminated["documents_in"] - decontaminated["removed"] == len(train) + len(heldout)
     assert report["dedup"]["planted_exact_caught"] == report["dedup"]["planted_exact"] > 0
     # no exact duplicate survives
     texts = [" ".join(t.split()) for t in train["text"][:] + heldout["text"][:]]

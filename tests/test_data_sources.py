@@ -225,3 +225,19 @@ def test_low_value_documents_are_labelled_and_copies_are_marked():
     originals = {d["text"] for d in docs}
     assert all(c["text"].endswith("\n") and c["text"][:-1] in originals for c in copies[:5])
     assert not any(c["text"] in originals for c in copies[5:])
+
+
+def test_every_think_response_is_synthetic_reasoning():
+    import random
+
+    import pytest
+
+    from mimo_lite.data.documents import document
+    from mimo_lite.data.worked_math import math_documents
+
+    docs = math_documents(200, random.Random(0))
+    assert {d["domain"] for d in docs if "<think>" in d["text"]} == {"synthetic_reasoning"}
+    assert {d["domain"] for d in docs if d["source"] == "math_chat"} == {"synthetic_reasoning"}
+    assert any(d["domain"] == "math" for d in docs)
+    with pytest.raises(ValueError, match="synthetic_reasoning"):
+        document("<think>\nstep\n</think> 4", "forum", "math")

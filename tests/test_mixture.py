@@ -96,3 +96,33 @@ def test_counts_and_heldout_rows(packed, smoke_runs):
     assert "\\boxed{" in tok.decode(rows.flatten())
     with pytest.raises(ValueError, match="Unknown domain"):
         heldout_sequences("smoke", "poetry", 64, smoke_runs)
+
+
+def test_stage_1_and_2_rows_hold_no_think_token(packed, smoke_runs):
+    from mimo_lite.chat import THINK_TOKENS
+
+    think = ensure_tokenizer("smoke", smoke_runs).convert_tokens_to_ids(THINK_TOKENS)
+    for name in ("stage1", "stage2", "stage3", "control"):
+        for domain in DOMAINS:
+            if (packed / name / domain).exists():
+                rows = load_from_disk(str(packed / name / domain)).with_format("numpy")["input_ids"][:]
+                held = int(np.isin(rows, think).any(axis=1).sum())
+                if name in ("stage1", "stage2") or domain != "synthetic_reasoning":
+                    assert held == 0, (name, domain)
+                else:
+                    assert held > 0, (name, domain)
+
+
+def test_the_control_reads_stages_2_and_3_domains_at_their_average_share(packed, smoke_runs):
+    from mimo_lite.data.mixture import CONTROL, control_stage
+
+    profile = load_profile("smoke")
+    _, f2, f3 = profile.pretrain.stage_fractions
+    control = control_stage(profile)
+    s2, s3 = profile.data.stage(2), profile.data.stage(3)
+    for d in DOMAINS:                       # the same tokens per domain after stage 1 as the curriculum
+        assert control.weights[d] * (f2 + f3) == pytest.approx(f2 * s2.weights[d] + f3 * s3.weights[d])
+    assert control.seq_len == s2.seq_len and control.weights["synthetic_reasoning"] > 0
+    shares = stage_sampler("smoke", CONTROL, smoke_runs).token_shares(1000)
+    for d, w in control.weights.items():
+        assert shares[d] == pytest.approx(w, abs=0.01)

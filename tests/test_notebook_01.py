@@ -17,3 +17,8 @@ def test_notebook_01_builds_the_corpus_and_shows_each_step(run_notebook):
     for domain in ("math", "code"):                     # the report's argument, measured
         assert keep[domain]["heuristic rules"] < 0.5 and keep[domain]["learned tagger"] > 0.9
     assert keep["low_value"]["learned tagger"] < 0.1
+    think = r["think_documents"]                           # every <think> response is synthetic reasoning
+    assert think["synthetic_reasoning"] > 0 and all(think[d] == 0 for d in DOMAINS if d != "synthetic_reasoning")
+    dc = r["decontamination"]
+    assert dc["n"] == 16 and dc["evaluation_texts"] > 0
+    assert dc["removed"] == sum(dc["removed_by_domain"].values())

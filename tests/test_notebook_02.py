@@ -30,3 +30,7 @@ def test_notebook_02_trains_the_tokenizer_and_measures_it(run_notebook):
     assert r["seq_len"]["3"] > r["seq_len"]["1"] == r["seq_len"]["2"]
     assert all(tokens > 0 for tokens in r["tokens_per_stage"].values())
     assert r["tokens_by_stage_domain"]["stage3"]["synthetic_reasoning"] > 0
+    think = r["think_rows"]                                # stage 1–2 rows hold no <think> token
+    assert sum(think["stage1"].values()) == sum(think["stage2"].values()) == 0
+    assert think["stage3"]["synthetic_reasoning"] > 0 and think["control"]["synthetic_reasoning"] > 0
+    assert sum(v for d, v in think["stage3"].items() if d != "synthetic_reasoning") == 0

@@ -9,3 +9,25 @@ def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
     assert 0 <= rec["final_mtp_top1"] <= 1
     assert 0 <= rec["base_pass_at_1"] <= rec["base_pass_at_k"] <= 1
     assert rec["easy_problems"] > 0 and rec["samples_per_problem"] > 1
+    shares = rec["domain_shares"]                                      # the control: same domains, same tokens
+    for domain, s in shares.items():
+        assert s["control"] > 0 or s["stage 2"] == s["stage 3"] == 0, domain
+    assert set(rec["curriculum_verdicts"]) == set(rec["curriculum_gain"])
+    for domain, gain in rec["curriculum_gain"].items():
+        assert ("HIGHER" in rec["curriculum_verdicts"][domain]) == (gain <= 0)
+    assert set(rec["mtp_below_main"]) == {"stage1", "stage2", "stage3"}
+    assert all(0 <= v <= 1 for v in rec["mtp_below_main"].values())
+    assert rec["long_context_distances"] == [32, 96]                   # smoke: stage 3 holds 128 tokens
+    assert len(rec["long_context"]) == 4
+    for name, per_d in rec["long_context"].items():
+        assert set(per_d) == {"32", "96"}
+        for d in per_d.values():
+            assert 0 <= d["repeat_top1"] <= 1 and d["repeat_loss"] > 0, name
+    # loss by position: buckets up to stage 3's context, and the verdict follows the intervals
+    assert rec["long_context_position_edges"] == [0, 32, 64, 96, 127]  # smoke: contexts 64 and 128
+    rise = rec["long_context_rise"]
+    assert set(rise) == set(rec["long_context"]) == set(rec["long_context_loss_by_position"])
+    assert all(len(v) == 4 and min(v) > 0 for v in rec["long_context_loss_by_position"].values())
+    a, _, c, ctrl = rise.values()
+    flatter = min(a["mean"] - a["ci95"], ctrl["mean"] - ctrl["ci95"]) - (c["mean"] + c["ci95"])
+    assert rec["long_context_position_verdict"] == (flatter > 0)

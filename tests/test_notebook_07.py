@@ -18,6 +18,8 @@ def test_notebook_07_suites_verifier_sandbox_difficulty_and_rewards(run_notebook
     low, high = r["tests_per_code_problem"]
     assert 10 <= low <= high <= 30
     assert r["decontamination"]["train split, held-out math only"] == 0
+    assert r["decontamination"]["pretraining corpus (notebook 01)"] == 0   # notebook 01 removed the overlap
+    assert r["corpus_documents_removed"] >= 0
 
     # verifier and sandbox
     assert r["verifier_agrees"] == r["verifier_cases"] >= 10

@@ -89,3 +89,26 @@ def test_corrupted_checkpoint_is_rejected_and_the_previous_one_used(tmp_path):
     with pytest.raises(ValueError, match="corrupted model.safetensors"):
         checkpoint.load(newest, pretrain_helpers.tiny_model(), torch.optim.AdamW(
             pretrain_helpers.tiny_model().parameters()))
+
+
+def test_the_control_reads_its_flat_mixture_after_stage_1_at_the_short_context(tmp_path):
+    from mimo_lite.data.mixture import CONTROL
+    from mimo_lite.train.loop import train
+
+    asked = []
+
+    def streams(stage, position):
+        asked.append(stage)
+        return pretrain_helpers.CountingStream(7 if stage == CONTROL else stage, position,
+                                               seq_lens[stage])
+
+    seq_lens = {**pretrain_helpers.SEQ_LENS, CONTROL: 16}
+    torch.manual_seed(0)
+    model = pretrain_helpers.tiny_model()
+    train(model, pretrain_helpers.tiny_config(), streams, seq_lens, tmp_path, curriculum=False,
+          progress=False)
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
+    assert asked[0] == 1 and set(asked[1:]) == {CONTROL}
+    assert sorted({m["stage"] for m in metrics}) == [1, 2, 3]
+    assert {m["seq_len"] for m in metrics} == {16}                     # never stage 3's 32
+    assert model.config.rope_parameters["rope_theta"] == 10_000.0

@@ -168,3 +168,12 @@ def test_tier1_problems_spread_over_the_range_and_every_variant_is_available():
     assert len([p for p in every if p["family"] == "count_div"]) == len(family_variants(family))
     constants = sorted(p["variant"]["k"] for p in some if p["family"] == "count_div")
     assert len(constants) == 20 and constants[-1] - constants[0] > 50
+
+
+def test_heldout_texts_cover_the_heldout_split_without_the_sandbox(smoke_problems):
+    from mimo_lite.tasks.problems import heldout_texts
+
+    texts = set(heldout_texts("smoke"))
+    heldout = load_problems(smoke_problems / "heldout.jsonl")
+    assert {p["prompt"] for p in heldout} <= texts
+    assert {p["solution"] for p in heldout if p["domain"] == "code"} <= texts

@@ -1,4 +1,4 @@
-"""The corpus build: sources → admission → dedup → quality tags → splits, saved as Arrow.
+"""The corpus build: sources → admission → dedup → decontamination → quality tags → splits, as Arrow.
 
 `ensure_corpus(profile)` returns the corpus of `runs/<profile>/corpus/`, building it first when
 it is missing or was built from another config. The documents are a `datasets.DatasetDict` with
@@ -8,7 +8,8 @@ splits `train` and `heldout` (a share of each domain, for evaluation) and column
     quality (tagger's P(high value)), heuristic (first rule that would drop it, or ""),
     labelled (True for the documents the tagger learned from)
 
-and `report` holds every figure of the build (sizes, skips, dedup, filter and tagger results).
+and `report` holds every figure of the build (sizes, skips, dedup, documents removed by
+decontamination, filter and tagger results).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from ..artifacts import building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, DataSection, as_profile
+from ..tasks.decontamination import contaminated
+from ..tasks.problems import heldout_texts, suite_digest
 from .dedup import deduplicate
 from .documents import admit
 from .low_value import low_value_documents, planted_copies, sentences_of
@@ -33,6 +36,7 @@ from .sources import code_documents, docstring_documents, pydoc_documents, stdli
 from .worked_math import math_documents
 
 KEEP = 0.5        # the tagger keeps a document when P(high value) ≥ KEEP
+NGRAM = 16        # a document sharing a 16-gram with a held-out problem is removed (report §3.1)
 
 
 @dataclass
@@ -125,7 +129,19 @@ def heldout_split(docs: list[dict], fraction: float, seed: int) -> list[bool]:
     return held
 
 
-def build(data: DataSection, seed: int) -> tuple["datasets.DatasetDict", dict]:  # noqa: F821
+def decontaminate(docs: list[dict], evaluation: list[str], n: int = NGRAM) -> tuple[list[dict], dict]:
+    """Drop every document that shares a word n-gram with an evaluation text (the held-out
+    problems), as MiMo decontaminates against its benchmarks (report §3.1–3.2)."""
+    hit = contaminated((d["text"] for d in docs), evaluation, n)
+    removed = [d for d, h in zip(docs, hit) if h]
+    return [d for d, h in zip(docs, hit) if not h], {
+        "n": n, "evaluation_texts": len(evaluation), "documents_in": len(docs),
+        "removed": len(removed), "removed_by_domain": dict(Counter(d["domain"] for d in removed)),
+        "removed_by_source": dict(Counter(d["source"] for d in removed)),
+        "example": removed[0]["text"][:300] if removed else ""}
+
+
+def build(data: DataSection, seed: int, evaluation: list[str] = ()) -> tuple["datasets.DatasetDict", dict]:  # noqa: F821
     from datasets import Dataset, DatasetDict
 
     seconds, t = {}, time.perf_counter()
@@ -133,6 +149,8 @@ def build(data: DataSection, seed: int) -> tuple["datasets.DatasetDict", dict]: 
     seconds["sources"], t = time.perf_counter() - t, time.perf_counter()
     docs, report["dedup"] = deduplicate(docs)
     seconds["dedup"], t = time.perf_counter() - t, time.perf_counter()
+    docs, report["decontamination"] = decontaminate(docs, list(evaluation))
+    seconds["decontamination"], t = time.perf_counter() - t, time.perf_counter()
     report["quality"] = tag_quality(docs, data, seed)
     seconds["quality"], t = time.perf_counter() - t, time.perf_counter()
     held = heldout_split(docs, data.heldout_fraction, seed)
@@ -152,18 +170,21 @@ def build(data: DataSection, seed: int) -> tuple["datasets.DatasetDict", dict]: 
 def ensure_corpus(profile, runs_root: str | Path | None = None) -> Corpus:
     """Build or load `runs/<profile>/corpus/` (see the module docstring for what it holds).
 
-    The fingerprint covers the profile's `data` section, its seed, the Python version (the
-    standard library is a source) and the source code of the pipeline itself.
+    Documents that share a 16-gram with a held-out problem of the profile (notebook 07's suites,
+    generated in memory) are removed. The fingerprint covers the profile's `data` section, its
+    seed, those problems, the Python version (the standard library is a source) and the source
+    code of the pipeline itself.
     """
     from datasets import load_from_disk
 
     profile = as_profile(profile)
     folder = runs_dir(profile.name, runs_root) / "corpus"
-    digest = fingerprint("corpus", profile.data, profile.seed, sys.version_info[:2], _code_digest())
+    digest = fingerprint("corpus", profile.data, profile.seed, suite_digest(profile),
+                         sys.version_info[:2], _code_digest())
     if not current(folder, digest):
         print(f"[mimo-lite] building the {profile.name} corpus -> {folder}", flush=True)
         with building(folder, digest) as tmp, quiet_datasets():
-            splits, report = build(profile.data, profile.seed)
+            splits, report = build(profile.data, profile.seed, heldout_texts(profile))
             splits.save_to_disk(str(tmp / "documents"))
             write_json(tmp / "report.json", report)
     return Corpus(folder, digest, load_from_disk(str(folder / "documents")),
@@ -175,5 +196,5 @@ def _code_digest() -> str:
     here = Path(__file__).parent
     files = [here / f"{name}.py" for name in ("corpus", "documents", "sources", "worked_math",
                                               "reasoning", "low_value", "dedup", "quality")]
-    files.append(here.parent / "chat.py")
+    files += [here.parent / "chat.py", here.parent / "tasks" / "decontamination.py"]
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]

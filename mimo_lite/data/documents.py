@@ -2,6 +2,7 @@
 
 A document is a dict with `text`, `source` (where it came from), `domain` (one of DOMAINS) and
 `low_value` (True for content planted as low value: the label the quality tagger learns from).
+Every text with a `<think>` block is a synthetic reasoning response and must say so in its domain.
 `admit` turns raw input into such documents and never crashes on bad input: empty texts and
 bytes that are not UTF-8 are skipped and counted; a text longer than `max_chars` is split at
 line breaks into parts, so one huge file cannot dominate a packed sequence or the dedup index.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from ..chat import THINK
 from ..profile import DOMAINS
 
 
@@ -19,6 +21,10 @@ def document(text, source: str, domain: str, low_value: bool = False, planted: s
     """One raw document. `planted` marks a copy planted for dedup to find ("exact" or "near")."""
     if domain not in DOMAINS:
         raise ValueError(f"Unknown domain {domain!r} for source {source!r}; use one of {DOMAINS}.")
+    if isinstance(text, str) and THINK in text and domain != "synthetic_reasoning":
+        raise ValueError(f"A {source!r} document holds a {THINK} block: it is a synthetic reasoning "
+                         f"response, which MiMo keeps out of stages 1–2 (report §2.1). Give it the "
+                         f"domain 'synthetic_reasoning', not {domain!r}.")
     return {"text": text, "source": source, "domain": domain, "low_value": low_value,
             "planted": planted}
 

@@ -16,6 +16,10 @@ weighted round-robin — every domain earns its weight in credit each step, the 
 row and pays 1 — which keeps each domain's count within one row of weight × i at every i. A
 domain's rows are visited in a seeded random order, reshuffled for each pass over them, so the
 stream is a pure function of (seed, position): reproducible, and resumable from a position.
+
+The control (`CONTROL`, notebook 04) is packed beside the stages: after stage 1 it reads one flat
+mixture with stages 2–3's average domain shares at stage 2's context, so that the curriculum and
+its control see the same domains for the same tokens and differ only in order and context.
 """
 
 from __future__ import annotations
@@ -32,6 +36,27 @@ from ..profile import DOMAINS, StageSection, as_profile
 from .corpus import KEEP, ensure_corpus
 
 STAGES = (1, 2, 3)
+CONTROL = "control"   # the control run's flat mixture (notebook 04), packed beside the stages
+
+
+def control_stage(profile) -> StageSection:
+    """The control's one mixture after stage 1: stages 2 and 3's domain shares averaged over
+    their token budgets, at stage 2's context and low-value share.
+
+    The control then reads every domain the curriculum reads, for the same tokens, so comparing
+    the two measures the ordering (and stage 3's longer context), not exposure to a domain.
+    """
+    profile = as_profile(profile)
+    _, f2, f3 = profile.pretrain.stage_fractions
+    s2, s3 = profile.data.stage(2), profile.data.stage(3)
+    weights = {d: (f2 * s2.weights.get(d, 0.0) + f3 * s3.weights.get(d, 0.0)) / (f2 + f3)
+               for d in DOMAINS}
+    return StageSection(weights, s2.seq_len, s2.low_value_keep)
+
+
+def section(profile, stage) -> StageSection:
+    """The data section of stage 1, 2 or 3, or of the control (`CONTROL`)."""
+    return control_stage(profile) if stage == CONTROL else as_profile(profile).data.stage(stage)
 
 
 def stage_documents(domains: list[str], quality: list[float], stage: StageSection,
@@ -63,9 +88,10 @@ def pack(batch: dict, seq_len: int, eos_id: int) -> dict:
 def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     """Build or load `runs/<profile>/corpus/packed/`: per stage and domain, rows of tokens.
 
-    Layout: `stage{1,2,3}/{domain}/` (Arrow, column `input_ids` of length seq_len) and
-    `heldout/` (the held-out documents tokenized, with `domain`); `counts.json` holds the rows
-    and tokens per stage and domain. Rebuilt when the corpus, tokenizer or stages change.
+    Layout: `stage{1,2,3}/{domain}/` and `control/{domain}/` (Arrow, column `input_ids` of
+    length seq_len) and `heldout/` (the held-out documents tokenized, with `domain`);
+    `counts.json` holds the rows and tokens per stage and domain. Rebuilt when the corpus,
+    tokenizer or stages change.
     """
     from datasets import Features, Sequence, Value
 
@@ -77,7 +103,7 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     tokenizer = ensure_tokenizer(profile, runs_root)
     tok_dir = runs_dir(profile.name, runs_root) / "tokenizer"
     folder = corpus.path / "packed"
-    stages = {n: profile.data.stage(n) for n in STAGES}
+    stages = {(n if n == CONTROL else f"stage{n}"): section(profile, n) for n in (*STAGES, CONTROL)}
     digest = fingerprint("packed", corpus.fingerprint, build_info(tok_dir)["fingerprint"],
                          stages, profile.seed, Path(__file__).read_text())
     if current(folder, digest):
@@ -95,10 +121,10 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     counts = {}
     with building(folder, digest) as tmp, quiet_datasets():
         train = tokenize(corpus.documents["train"])
-        for n, stage in stages.items():
-            rng = random.Random(profile.seed * 1000 + n)
+        for number, (name, stage) in enumerate(stages.items(), 1):     # the control is number 4
+            rng = random.Random(profile.seed * 1000 + number)
             chosen = stage_documents(train["domain"][:], train["quality"][:], stage, rng)
-            counts[f"stage{n}"] = {}
+            counts[name] = {}
             for domain, indices in chosen.items():
                 rows = train.select(indices).map(
                     pack, batched=True, batch_size=1000, keep_in_memory=True,
@@ -106,8 +132,8 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
                     features=Features({"input_ids": Sequence(Value("int32"),
                                                              length=stage.seq_len)}),
                     fn_kwargs={"seq_len": stage.seq_len, "eos_id": eos})
-                rows.save_to_disk(str(tmp / f"stage{n}" / domain))
-                counts[f"stage{n}"][domain] = {"documents": len(indices), "rows": len(rows),
+                rows.save_to_disk(str(tmp / name / domain))
+                counts[name][domain] = {"documents": len(indices), "rows": len(rows),
                                                "tokens": len(rows) * stage.seq_len}
         tokenize(corpus.documents["heldout"]).save_to_disk(str(tmp / "heldout"))
         write_json(tmp / "counts.json", counts)
@@ -182,17 +208,19 @@ class StageSampler:
         return {d: picked.count(d) / rows for d in self.domains}
 
 
-def stage_sampler(profile, stage: int, runs_root: str | Path | None = None,
+def stage_sampler(profile, stage: int | str, runs_root: str | Path | None = None,
                   seed: int | None = None) -> StageSampler:
-    """The sampler of pretraining stage 1, 2 or 3 (builds corpus, tokenizer and rows if needed)."""
+    """The sampler of pretraining stage 1, 2 or 3, or of the control's mixture (`CONTROL`);
+    builds corpus, tokenizer and rows if needed."""
     from datasets import load_from_disk
 
     profile = as_profile(profile)
-    section = profile.data.stage(stage)
-    folder = ensure_packed(profile, runs_root) / f"stage{stage}"
+    data = section(profile, stage)
+    folder = ensure_packed(profile, runs_root) / (stage if stage == CONTROL else f"stage{stage}")
     pools = {d: load_from_disk(str(folder / d)).with_format("numpy")["input_ids"][:]
-             for d, w in section.weights.items() if w > 0 and (folder / d).exists()}
-    return StageSampler(pools, section.weights, profile.seed if seed is None else seed, stage)
+             for d, w in data.weights.items() if w > 0 and (folder / d).exists()}
+    return StageSampler(pools, data.weights, profile.seed if seed is None else seed,
+                        0 if stage == CONTROL else stage)           # the control is seeded as stage 0
 
 
 def heldout_sequences(profile, domain: str, seq_len: int,

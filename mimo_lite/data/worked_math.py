@@ -5,7 +5,9 @@ download any, so it writes its own: arithmetic, fractions, one- and two-step wor
 linear equations, each solved step by step by a small programmatic solver and checked exactly
 with `fractions.Fraction`. The same problems appear as textbook text, as worksheets, as
 expositions of a method, and as chat turns whose `<think>` block holds the steps and whose reply
-ends in `\\boxed{answer}` — the format the RL stage later rewards.
+ends in `\\boxed{answer}` — the format the RL stage later rewards. A chat turn is a worked response
+to a query, the synthetic reasoning MiMo keeps out of stages 1–2 (report §2.1), so its domain is
+`synthetic_reasoning`, not `math`.
 """
 
 from __future__ import annotations
@@ -332,14 +334,16 @@ def as_exposition(rng: random.Random) -> str:
 
 
 def math_documents(n: int, rng: random.Random) -> list[dict]:
-    """`n` math-domain documents: 45% chat turns, 25% textbook, 15% worksheets, 15% expositions."""
+    """`n` documents: 45% chat turns (domain `synthetic_reasoning`), then in the `math` domain
+    25% textbook, 15% worksheets, 15% expositions."""
     from .documents import document
     docs = []
     for _ in range(n):
         r = rng.random()
         if r < 0.45:
-            text, source = as_chat(worked_problem(rng), rng), "math_chat"
-        elif r < 0.70:
+            docs.append(document(as_chat(worked_problem(rng), rng), "math_chat", "synthetic_reasoning"))
+            continue
+        if r < 0.70:
             text, source = as_textbook(worked_problem(rng), rng), "math_textbook"
         elif r < 0.85:
             text, source = as_worksheet(rng, rng.randrange(3, 8)), "math_worksheet"

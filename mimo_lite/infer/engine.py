@@ -17,27 +17,39 @@ active rows are always cache rows 0..n-1 and each step attends over one contiguo
 A run lasts from a step that finds no row decoding to the step that finishes the last one. It
 starts by taking the model as it is then (`fused.decoder_for`): weights changed between runs are
 always used; weights changed during a run, from the next run (see decoder_for for why).
+
+Requests join at any step (`add_request`) and leave early when asked (`abort`): an aborted
+request returns what it generated so far and its row goes to the next waiting request. Each
+completion carries the `policy_version` it was generated under. MiMo's RL is on-policy (no
+stale rollouts, facts file §5.1), so the version, and with it the weights, changes only while
+no request is running: `set_policy` refuses otherwise, and every completion is one policy's.
+
+Sampling draws from one random stream shared by the batch (`SamplingParams.seed`), or, for a
+request added with its own `seed`, from that request's own stream: then its tokens do not depend
+on which other requests share its batch, or when they join or leave.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from .cache import KVCache
 from .fused import decoder_for
-from .sampling import SamplingParams, sample
+from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
 
 @dataclass
 class Completion:
     """One finished request: the generated `tokens`, the log-probability of each, why it ended.
 
-    finish_reason: "stop" (a stop token or stop string) or "length" (max_new_tokens or the
-    context). Steps are engine steps: arrival (add_request), start (prefill), end (finished).
+    finish_reason: "stop" (a stop token or stop string), "length" (max_new_tokens or the
+    context) or "abort" (`Engine.abort`: the tokens generated until then). Steps are engine
+    steps: arrival (add_request), start (prefill), end (finished). policy_version: the engine's
+    version when the request started (None if it was aborted before starting).
     """
 
     request_id: int
@@ -49,6 +61,7 @@ class Completion:
     arrival_step: int = 0
     start_step: int | None = None
     end_step: int | None = None
+    policy_version: int | None = None
 
 
 class StopRule:
@@ -81,6 +94,7 @@ class _Row:
     completion: Completion
     max_new: int
     length: int          # tokens of this row held in the cache
+    generator: torch.Generator | None    # the request's own random stream, or None: the shared one
 
 
 class Engine:
@@ -93,7 +107,8 @@ class Engine:
                 ...
 
     `max_length` (prompt + completion, default the model's context) sizes the preallocated KV
-    cache; `tokenizer` is needed for stop strings and fills `Completion.text`.
+    cache (`reserve` grows it); `tokenizer` is needed for stop strings and fills `Completion.text`.
+    Between steps: `add_request`, `abort(ids)`, and, while no request runs, `set_policy(version)`.
     """
 
     def __init__(self, model, params: SamplingParams, max_batch_size: int = 32,
@@ -115,13 +130,17 @@ class Engine:
         self.decoder = None                                       # chosen as each run starts
         self.rows: list[_Row] = []                                # active: cache rows 0..n-1
         self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
-        self.waiting: deque[tuple[Completion, int]] = deque()
+        self.waiting: deque[tuple[Completion, int, torch.Generator | None]] = deque()
+        self.policy_version = 0
         self.steps = 0
         self._next_id = 0
 
     def add_request(self, prompt: Sequence[int], max_new_tokens: int | None = None,
-                    request_id: int | None = None) -> int:
-        """Queue a prompt (token ids); returns its request id. It starts at the next step."""
+                    request_id: int | None = None, seed: int | None = None) -> int:
+        """Queue a prompt (token ids); returns its request id. It starts at the next step.
+
+        With a `seed` the request samples from its own random stream (see the module docstring).
+        """
         prompt = list(prompt)
         vocab = self.model.config.vocab_size
         if not prompt:
@@ -139,12 +158,61 @@ class Engine:
         if request_id is None:
             request_id = self._next_id
         self._next_id = max(self._next_id, request_id) + 1
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
         completion = Completion(request_id, prompt, arrival_step=self.steps)
-        self.waiting.append((completion, min(max_new, self.max_length - len(prompt))))
+        self.waiting.append((completion, min(max_new, self.max_length - len(prompt)), generator))
         return request_id
 
     def has_unfinished(self) -> bool:
         return bool(self.rows or self.waiting)
+
+    @torch.inference_mode()
+    def abort(self, request_ids: Iterable[int]) -> list[Completion]:
+        """Stop these requests now; returns their completions, finish_reason "abort".
+
+        A running request keeps the tokens and log-probs it generated; one still waiting has none.
+        Its cache row is free for the next waiting request at the next step. Ids that already
+        finished (or were never added) are skipped: a request may end in the step before its abort.
+        """
+        ids = set(request_ids)
+        aborted = [c for c, _, _ in self.waiting if c.request_id in ids]
+        self.waiting = deque(w for w in self.waiting if w[0].request_id not in ids)
+        rows = [i for i, row in enumerate(self.rows) if row.completion.request_id in ids]
+        aborted += [self.rows[i].completion for i in rows]
+        for c in aborted:
+            c.finish_reason, c.end_step = "abort", self.steps
+            if self.tokenizer is not None:
+                c.text = self.tokenizer.decode(c.tokens)
+        if rows:
+            self._release(rows)
+        return aborted
+
+    def set_policy(self, version: int) -> None:
+        """Label the completions of requests started from now on with `version` (the trainer's
+        step count); call it after changing the weights, while no request is running."""
+        if self.rows:
+            raise RuntimeError(
+                f"Cannot change the policy version to {version} while {len(self.rows)} requests "
+                f"are running under version {self.policy_version}: MiMo's rollouts are on-policy, "
+                f"so finish or abort them (engine.abort) before changing the weights.")
+        self.policy_version = version
+
+    def reserve(self, length: int) -> None:
+        """Let every row hold `length` tokens (prompt + completion), reallocating a shorter KV
+        cache; running requests keep their keys and values."""
+        context = self.model.config.max_position_embeddings
+        if not 1 < length <= context:
+            raise ValueError(f"Rows of {length} tokens do not fit the model's context of {context} "
+                             f"tokens (max_position_embeddings): shorten the prompt or max_new_tokens.")
+        if length <= self.max_length:
+            return
+        with torch.inference_mode():
+            cache = KVCache.for_model(self.model, self.max_batch_size, length, include_mtp=False)
+            cache.k[:, :, :, :self.max_length] = self.cache.k     # (layers, batch, KV heads, max_length, d)
+            cache.v[:, :, :, :self.max_length] = self.cache.v
+        self.cache, self.max_length = cache, length
 
     def run(self) -> Iterator[Completion]:
         """Step until every request has finished, yielding each completion as it finishes."""
@@ -177,7 +245,7 @@ class Engine:
         logits = self.decoder.logits(h[:, -1])                                     # (n, V)
         for row in self.rows:
             row.length += 1
-        tokens, logprobs = sample(logits, self.params, self.generator)
+        tokens, logprobs = self._sample(logits, self.rows)
         self.next_tokens = tokens
         self._append(0, tokens, logprobs, finished)
 
@@ -185,22 +253,40 @@ class Engine:
         first = len(self.rows)
         admitted = [self.waiting.popleft()
                     for _ in range(min(self.max_batch_size - first, len(self.waiting)))]
-        lengths = [len(c.prompt) for c, _ in admitted]
+        lengths = [len(c.prompt) for c, _, _ in admitted]
         # right padding: row i's padded tail lands beyond its length, so it is masked, then overwritten
         ids = torch.zeros(len(admitted), max(lengths), dtype=torch.long)
-        for i, (c, _) in enumerate(admitted):
+        for i, (c, _, _) in enumerate(admitted):
             ids[i, :len(c.prompt)] = torch.tensor(c.prompt)
         window = self.cache.window(0, ids.shape[1], rows=slice(first, first + len(admitted)))
         h = self.decoder.forward(ids.to(self.device), window)                     # (m, T, D)
         last = torch.tensor(lengths, device=self.device) - 1
         h_last = h[torch.arange(len(admitted), device=self.device), last]          # (m, D)
         logits = self.decoder.logits(h_last)
-        for (c, max_new), length in zip(admitted, lengths):
-            c.start_step = self.steps
-            self.rows.append(_Row(c, max_new, length))
-        tokens, logprobs = sample(logits, self.params, self.generator)
+        for (c, max_new, generator), length in zip(admitted, lengths):
+            c.start_step, c.policy_version = self.steps, self.policy_version
+            self.rows.append(_Row(c, max_new, length, generator))
+        tokens, logprobs = self._sample(logits, self.rows[first:])
         self.next_tokens = torch.cat([self.next_tokens, tokens])
         self._append(first, tokens, logprobs, finished)
+
+    def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next tokens (B,) and log-probs (B,) for `rows`: one draw from the shared stream for the
+        rows without a seed of their own; for the others, one uniform u from each row's stream."""
+        own = [i for i, row in enumerate(rows) if row.generator is not None]
+        if self.params.greedy or not own:
+            return sample(logits, self.params, self.generator)
+        tokens = torch.empty(len(rows), dtype=torch.long, device=self.device)
+        if len(own) < len(rows):
+            shared = torch.tensor([i for i, row in enumerate(rows) if row.generator is None],
+                                  device=self.device)
+            tokens[shared] = sample(logits[shared], self.params, self.generator)[0]
+        own_rows = torch.tensor(own, device=self.device)
+        cdf = probabilities(logits[own_rows], self.params).cumsum(-1)                 # (m, V)
+        u = torch.stack([torch.rand((), generator=rows[i].generator, device=self.device) for i in own])
+        # inverse-CDF sampling: the first token x with F(x) > u·F(V) (u·F(V): F(V) may round below 1)
+        tokens[own_rows] = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+        return tokens, token_logprobs(logits, tokens, self.params)
 
     def _append(self, first: int, tokens: torch.Tensor, logprobs: torch.Tensor,
                 finished: list[Completion]) -> None:
@@ -222,7 +308,7 @@ class Engine:
             self._release(done)
 
     def _release(self, done: list[int]) -> None:
-        """Drop finished rows, moving the last active row into each hole (highest hole first)."""
+        """Drop finished (or aborted) rows, moving the last active row into each hole (highest hole first)."""
         order = list(range(len(self.rows)))
         for r in sorted(done, reverse=True):
             last = len(self.rows) - 1

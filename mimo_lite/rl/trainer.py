@@ -8,6 +8,8 @@ One step (report §3.3, facts file §4.3–4.6):
   3. group-normalised advantages (Eq. 2), then `updates_per_step` mini-batch updates of Eq. 1
      against the rollout policy's log-probabilities. The MTP layers stay frozen: MiMo trains
      them in pre-training and SFT, not in RL (README §II, issue #14; facts file §1.3).
+     Then `backend.set_policy(step)`: every rollout of the step has finished, so the next step's
+     rollouts come from the new weights only (on-policy), each stamped with that version.
 Every step appends a line to metrics.jsonl; checkpoints are atomic (`train/checkpoint.py`) and a
 killed run resumes from the newest good one.
 """
@@ -212,6 +214,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
     state = run.resume(GRPOState())
     if state.sampler:
         sampler.restore(state.sampler)
+    backend.set_policy(state.step)                  # the policy version: steps taken so far
     own_executor = executor is None
     executor = executor or RewardExecutor(cfg.reward_workers, cfg.code_scheme)
     generator = torch.Generator().manual_seed(seed)
@@ -229,6 +232,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             t_rollout = time.perf_counter() - t0
             result = update(run.forward, run.optimizer, groups, cfg, generator, reference, run.autocast)
             state.step += 1
+            backend.set_policy(state.step)          # every rollout has finished: on-policy
             state.rollouts += info["rollouts"]
             seconds = time.perf_counter() - t0
             state.seconds += seconds

@@ -5,6 +5,9 @@ and runs "global n-gram dedup and decontamination" on its RL problems (report §
 hash every word n-gram of the problems once, then stream any corpus through and mark the problems
 whose n-grams it contains. The corpus is read once and never held in memory, so the same function
 serves a held-out split of a few hundred problems and a pretraining corpus of many gigabytes.
+`contaminated` turns the check around, per document: the corpus build (notebook 01) drops every
+document that shares a 16-gram with a held-out problem, so that evaluation measures what the
+model learned rather than what it read.
 """
 
 from __future__ import annotations
@@ -27,21 +30,45 @@ def ngrams(text: str, n: int) -> set[int]:
     return {hash(tuple(w[i:i + size])) for i in range(len(w) - size + 1)} if w else set()
 
 
+class NgramIndex:
+    """The word n-grams of some texts, hashed once; `found_in(document)` lists those it contains.
+
+    A text shorter than n words is one gram, itself: it is found when it occurs whole.
+    """
+
+    def __init__(self, texts: list[str], n: int = 16):
+        self.grams = [ngrams(t, n) for t in texts]
+        self.wanted = set().union(*self.grams)
+        self.sizes = sorted({min(n, len(words(t))) for t in texts} - {0})
+
+    def found_in(self, document: str) -> set[int]:
+        w = words(document)
+        return {g for size in self.sizes
+                for g in (hash(tuple(w[i:i + size])) for i in range(len(w) - size + 1))
+                if g in self.wanted}
+
+
 def ngram_overlap(texts: list[str], corpus: Iterable[str], n: int = 16) -> list[float]:
     """For each text, the fraction of its n-grams that occur somewhere in the corpus.
 
     A text shorter than n words counts as found when it occurs whole inside a corpus document.
     """
-    grams = [ngrams(t, n) for t in texts]
-    wanted = set().union(*grams) if grams else set()
-    sizes = {min(n, len(words(t))) for t in texts} - {0}
+    index = NgramIndex(texts, n)
     found = set()
     for document in corpus:
-        w = words(document)
-        for size in sizes:
-            found.update(g for g in (hash(tuple(w[i:i + size])) for i in range(len(w) - size + 1))
-                         if g in wanted)
-    return [len(g & found) / len(g) if g else 0.0 for g in grams]
+        found |= index.found_in(document)
+    return [len(g & found) / len(g) if g else 0.0 for g in index.grams]
+
+
+def contaminated(documents: Iterable[str], texts: list[str], n: int = 16) -> list[bool]:
+    """For each document, whether it shares an n-gram with any of `texts` (the evaluation set):
+    the documents to drop so that `ngram_overlap(texts, documents, n)` is all zeros.
+
+    >>> contaminated(["a b c d e", "a b x d e"], ["b c d"], n=3)
+    [True, False]
+    """
+    index = NgramIndex(texts, n)
+    return [bool(index.found_in(d)) for d in documents]
 
 
 def decontamination_report(problems: list[dict], corpora: dict[str, Iterable[str] | None],

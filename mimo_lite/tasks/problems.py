@@ -255,6 +255,32 @@ def split_problems(problems: list[dict], heldout_fraction: float, seed: int = 0)
     return train, heldout
 
 
+def generated_splits(profile: str | Profile) -> tuple[list[dict], list[dict]]:
+    """Both suites of `profile`, split into train and held-out before any grading, in memory.
+
+    The split is fixed here, so that the held-out problems are known without the sandbox: the
+    corpus build (notebook 01) decontaminates against them before `problems/` exists.
+    """
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    cfg = profile.problems
+    math = math_problems(cfg.math_per_tier, profile.seed)
+    code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed)
+    return split_problems(math + code, cfg.heldout_fraction, profile.seed)
+
+
+def suite_digest(profile: Profile) -> str:
+    """What decides the generated suites (seed, sizes, templates): equal digests, equal problems."""
+    return _digest(json.dumps([FORMAT, profile.seed, dataclasses.asdict(profile.problems),
+                               (DATA / "math.yaml").read_text(), (DATA / "code.yaml").read_text()]))
+
+
+def heldout_texts(profile: str | Profile) -> list[str]:
+    """What must not leak into pre-training: each held-out prompt, and each held-out code
+    problem's golden solution (a superset of `heldout.jsonl`, which drops a failing golden)."""
+    _, heldout = generated_splits(profile)
+    return [p["prompt"] for p in heldout] + [p["solution"] for p in heldout if p["domain"] == "code"]
+
+
 def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None) -> Path:
     """`runs/<profile>/problems/` with both splits and the test grading; built when missing.
 
@@ -263,8 +289,7 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None)
     profile = load_profile(profile) if isinstance(profile, str) else profile
     settings = dataclasses.asdict(profile.problems)
     limits = Limits()
-    key = _digest(json.dumps([FORMAT, profile.seed, settings, dataclasses.asdict(limits),
-                              (DATA / "math.yaml").read_text(), (DATA / "code.yaml").read_text()]))
+    key = _digest(json.dumps([suite_digest(profile), dataclasses.asdict(limits)]))
     folder = runs_dir(profile.name, runs_root) / "problems"
     manifest = folder / "manifest.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
@@ -273,12 +298,11 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None)
     print(f"Problems: building {folder} (templates in {DATA}, settings {settings}) ...")
     start = time.time()
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = profile.problems
-    math = math_problems(cfg.math_per_tier, profile.seed)
-    code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed)
+    train, heldout = generated_splits(profile)
+    code = [p for p in train + heldout if p["domain"] == "code"]
     with ThreadPoolExecutor(WORKERS) as pool:    # the sandbox's slots bound the processes
         grades = list(pool.map(lambda p: grade_problem(p, code_solutions(p), limits), code))
-    kept, dropped, grading = [], [], {}
+    dropped, grading = [], {}
     for problem, grade in zip(code, grades):
         if not all(grade["passed"][grade["solutions"].index("reference")]):
             dropped.append(problem["id"])        # the golden solution fails one of its tests
@@ -286,8 +310,8 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None)
         for test, level in zip(problem["tests"], grade["levels"]):
             test["level"] = level
         grading[problem["id"]] = grade
-        kept.append(problem)
-    train, heldout = split_problems(math + kept, cfg.heldout_fraction, profile.seed)
+    train = [p for p in train if p["id"] not in dropped]
+    heldout = [p for p in heldout if p["id"] not in dropped]
     write_jsonl(folder / "train.jsonl", train)
     write_jsonl(folder / "heldout.jsonl", heldout)
     write_json(folder / "grading.json", grading)

@@ -20,6 +20,7 @@ import torch
 from . import parallel
 from .run import Run
 from .schedules import Schedule
+from ..data.mixture import CONTROL
 from ..profile import PretrainSection
 
 
@@ -34,12 +35,12 @@ class State:
     step: int = 0
     tokens: int = 0
     stage: int = 1
-    positions: dict = field(default_factory=lambda: {"1": 0, "2": 0, "3": 0})
+    positions: dict = field(default_factory=lambda: {"1": 0, "2": 0, "3": 0, CONTROL: 0})
     heldout: dict = field(default_factory=dict)     # "stage1" → {domain: loss}
 
 
-def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream],
-          seq_lens: dict[int, int], out_dir: Path, heldout: dict[str, torch.Tensor] | None = None,
+def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], TokenStream],
+          seq_lens: dict[int | str, int], out_dir: Path, heldout: dict[str, torch.Tensor] | None = None,
           device="cpu", dtype=torch.float32, max_steps: int | None = None,
           curriculum: bool = True, progress: bool = True, compile: bool = False,
           tracker: str = "none") -> State:
@@ -47,15 +48,20 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
 
     Resumes from the newest good checkpoint in out_dir. `max_steps` stops early (tests, demos).
     Each stage's end is also kept in out_dir/stage_ends/. With `curriculum=False` the LR, batch
-    and MTP schedules are unchanged but the data, context and RoPE base stay stage 1's: the
-    control run that shows what stages 2–3 add.
+    and MTP schedules are unchanged, but after stage 1 the data come from one flat mixture,
+    `streams(CONTROL, position)` with context `seq_lens[CONTROL]`, and the RoPE base stays 10k:
+    the control run that shows what the stage ordering and the context extension add.
     """
     schedule = Schedule.of(cfg)
     run = Run(out_dir, model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
               device=device, dtype=dtype, compile=compile, log_every=cfg.log_every,
               checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress)
     state = run.resume(State())
-    stream = streams(state.stage if curriculum else 1, state.positions[str(state.stage if curriculum else 1)])
+
+    def source(stage: int) -> int | str:        # the stream a stage reads
+        return stage if curriculum or stage == 1 else CONTROL
+
+    stream = streams(source(state.stage), state.positions.get(str(source(state.stage)), 0))
     bar = run.progress(cfg.total_tokens, state.tokens, unit="tok", desc=f"stage {state.stage}")
     model.train()
     while state.tokens < cfg.total_tokens and (max_steps is None or state.step < max_steps):
@@ -64,10 +70,9 @@ def train(model, cfg: PretrainSection, streams: Callable[[int, int], TokenStream
             state.heldout[f"stage{state.stage}"] = evaluate(model, heldout, cfg.micro_batch, run.device)
             run.save(state, "stage_ends", keep=3)
             state.stage = stage
-            if curriculum:
-                stream = streams(stage, state.positions[str(stage)])
+            stream = streams(source(stage), state.positions.get(str(source(stage)), 0))
             bar.set_description(f"stage {stage}")
-        data_stage = stage if curriculum else 1
+        data_stage = source(stage)
         set_rope_theta(model, cfg.stage3_rope_theta if data_stage == 3 else 10_000.0)
         seq_len = seq_lens[data_stage]
         # Batch warm-up in sequences; stage 3's longer sequences keep tokens per step constant.

@@ -17,7 +17,7 @@ from ..artifacts import build_info, building, current, fingerprint, run_folder, 
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
-from .loop import PretrainSection, train
+from .loop import PretrainSection, set_rope_theta, train
 
 
 class SamplerStream:
@@ -44,14 +44,14 @@ def model_config(profile, tokenizer):
 
 
 def _setup(profile, runs_root):
-    from ..data.mixture import ensure_packed, heldout_sequences, stage_sampler
+    from ..data.mixture import CONTROL, ensure_packed, heldout_sequences, section, stage_sampler
     from ..tokenizer import ensure_tokenizer
 
     tokenizer = ensure_tokenizer(profile, runs_root)
     packed = build_info(ensure_packed(profile, runs_root))["fingerprint"]
     cfg: PretrainSection = profile.pretrain
     config = model_config(profile, tokenizer)
-    seq_lens = {s: profile.data.stage(s).seq_len for s in (1, 2, 3)}
+    seq_lens = {s: section(profile, s).seq_len for s in (1, 2, 3, CONTROL)}
     samplers = {}
 
     def streams(stage: int, position: int) -> SamplerStream:
@@ -87,8 +87,8 @@ def pretrain(profile, runs_root: str | Path | None = None, progress: bool = True
              control: bool = False):
     """Run (or resume) the three-stage pre-training of `profile`; returns (model, tokenizer, state).
 
-    With `control=True` it also runs the control for notebook 04: from the end of stage 1,
-    the same tokens again on stage 1's mixture (runs/<profile>/pretrain_control/).
+    With `control=True` it also runs the control for notebook 04: from the end of stage 1, the
+    same tokens on one flat mixture of stages 2–3's domains (runs/<profile>/pretrain_control/).
     """
     profile = as_profile(profile)
     tokenizer, config, seq_lens, streams, heldout, digest = _setup(profile, runs_root)
@@ -101,7 +101,12 @@ def pretrain(profile, runs_root: str | Path | None = None, progress: bool = True
 
 
 def run_control(profile, runs_root=None, progress: bool = True):
-    """Continue stage 1's mixture from stage 1's end for the tokens stages 2–3 used."""
+    """From stage 1's end, the tokens of stages 2–3 on one flat mixture of their domains.
+
+    The mixture (`mixture.control_stage`) gives each domain its average share over stages 2–3,
+    at stage 2's context and RoPE base: the same domains and tokens as the curriculum, without
+    the ordering and without stage 3's longer context.
+    """
     from . import checkpoint
 
     profile = as_profile(profile)
@@ -117,6 +122,30 @@ def run_control(profile, runs_root=None, progress: bool = True):
         (folder / "FINGERPRINT").write_text(digest)   # so that _run resumes from stage 1's end
     return _run(folder, digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
                 curriculum=False, progress=progress)
+
+
+def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
+                    run: str = "pretrain") -> MiMoForCausalLM:
+    """The model as it was at the end of stage 1 or 2 of `run` (its `stage_ends/`), in eval mode,
+    with the RoPE base it trained with (10k: stages 1–2 run at the short context)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from . import checkpoint
+    from ..tokenizer import ensure_tokenizer
+
+    profile = as_profile(profile)
+    folder = runs_dir(profile.name, runs_root) / run / "stage_ends"
+    ends = {json.loads((p / "trainer_state.json").read_text())["stage"]: p
+            for p in checkpoint.checkpoints(folder)}
+    if stage not in ends:
+        raise ValueError(f"No end-of-stage-{stage} checkpoint in {folder} (found stages "
+                         f"{sorted(ends)}): run pretrain({profile.name!r}) to the end first.")
+    model = MiMoForCausalLM(model_config(profile, ensure_tokenizer(profile, runs_root)))
+    model.load_state_dict(load_file(ends[stage] / "model.safetensors"))
+    set_rope_theta(model, 10_000.0)
+    return model.to(profile.torch_device).eval()
 
 
 def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bool = True):
