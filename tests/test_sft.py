@@ -233,6 +233,8 @@ def test_code_traces_reason_before_the_program_and_fix_a_drafted_mistake():
 
 
 def test_sft_pool_gives_code_a_real_share_of_the_replies():
+    from collections import Counter
+
     raw = raw_sft_pool([20, 60, 10, 5], code_families=9, code_variants=[20, 0], max_candidates=12,
                        incomplete_rate=0.1, seed=0)
     kept, _ = clean_sft(raw, eval_prompts=[])
