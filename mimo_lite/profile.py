@@ -328,9 +328,14 @@ class RLSection:
     """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
     16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
     steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
-    ablation_steps: int = setting(30, "≥ 1")         # GRPO steps of each ablation run
-    code_ablation_steps: int = setting(10, "≥ 1")    # GRPO steps of each code-reward run (vanilla, strict, soft)
-    code_ablation_seeds: int = setting(1, "≥ 1")     # seeds per code reward scheme
+    # The ablations of notebook 08. A run's fingerprint holds the settings it ran with, so these
+    # plans stay out of it: resizing them keeps the main runs.
+    ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # GRPO steps of the ablations' reference
+    code_ablation_steps: int = setting(10, "≥ 1", fingerprint=False)   # each code-reward run (3a)
+    code_ablation_seeds: int = setting(1, "≥ 1", fingerprint=False)    # seeds per code reward scheme (3a)
+    ablation: dict = setting({}, fingerprint=False)  # overrides for the easy-pool and dynamic-sampling runs
+    #                               (3b, 3c): their `steps`, smaller batches (more runs in the same time)
+    ablation_seeds: int = setting(2, "≥ 1", fingerprint=False)    # seeds of each dynamic-sampling arm
     batch_prompts: int = setting(8, "≥ 1")           # groups with signal per step (after dynamic sampling)
     group_size: int = setting(8, "≥ 2")              # G answers per prompt (advantages compare within a group)
     oversample: float = setting(2.0, "≥ 1")          # prompts drawn per missing group, before their pass rates are known
@@ -345,6 +350,10 @@ class RLSection:
     max_new_tokens: int = setting(96, "≥ 1")
     rollout_batch: int = setting(64, "≥ 1")          # sequences the generator decodes together
     dynamic_sampling: bool = setting(True)
+    # how a step's rollouts are scheduled (report §3.4.1, Table 2; `rl/seamless.py`): naive rounds
+    # with a barrier, or the Seamless Rollout Engine's continuous rollout, + async reward, + early termination
+    rollout_mode: str = setting("naive", ("naive", "no_dynamic_sampling", "continuous", "async_reward",
+                                          "early_termination"))
     easy_filter: bool = setting(True)
     easy_alpha: float = setting(0.1, "[0, 1]")       # probability of drawing from the easy data pool (report §3.3.2)
     token_level: bool = setting(True)                # False: per-answer mean (ablation)
@@ -362,14 +371,21 @@ class RLSection:
 
     def __post_init__(self):
         check_fields(self)
-        if "zero" in self.zero:
-            raise SettingError("zero.zero", "is not allowed: RL-Zero's overrides are keys of the "
-                                            "rl section.")
-        if self.zero:                                # RL-Zero's section is checked now, at load
+        if not self.dynamic_sampling and self.rollout_mode not in ("naive", "no_dynamic_sampling"):
+            raise SettingError("rollout_mode", f"{self.rollout_mode!r} is a way of doing dynamic sampling, "
+                                               "but dynamic_sampling is false: set it true, or choose "
+                                               "rollout_mode no_dynamic_sampling.")
+        for key in ("zero", "ablation"):             # the overrides are checked now, at load
+            extra = getattr(self, key)
+            nested = sorted({"zero", "ablation"} & set(extra))
+            if nested:
+                raise SettingError(f"{key}.{nested[0]}", "is not allowed: the overrides are keys "
+                                                          "of the rl section.")
             try:
-                _build(RLSection, {**dataclasses.asdict(self), **self.zero, "zero": {}})
+                if extra:
+                    _build(RLSection, {**dataclasses.asdict(self), **extra, "zero": {}, "ablation": {}})
             except SettingError as err:
-                raise err.within("zero") from None
+                raise err.within(key) from None
 
     def with_overrides(self, **overrides) -> "RLSection":
         """A copy with some fields replaced (checked like the profile)."""

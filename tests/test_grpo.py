@@ -89,11 +89,12 @@ def test_easy_pool_is_drawn_at_rate_alpha():
     drawn = sampler.draw(20_000)
     rate = sampler.easy_draws / sampler.draws
     assert abs(rate - 0.1) < 4 * math.sqrt(0.1 * 0.9 / 20_000)
-    assert sum(p["id"] in sampler.easy for p in drawn) == sampler.easy_draws   # easy only via the pool
+    assert sum(from_easy for _, from_easy in drawn) == sampler.easy_draws
+    assert all((p["id"] in sampler.easy) == from_easy for p, from_easy in drawn)  # easy only via the pool
     removed = ProblemSampler(problems, alpha=0.0, seed=1)
     for p in problems[:10]:
         removed.observe(p, [1.0, 1.0])
-    assert not any(p["id"] in removed.easy for p in removed.draw(2000))
+    assert not any(p["id"] in removed.easy or from_easy for p, from_easy in removed.draw(2000))
 
 
 class FakeTokenizer:
@@ -152,6 +153,16 @@ def test_dynamic_sampling_fills_the_batch_from_over_sampled_rounds():
     assert info["rollouts"] == 4 * info["groups"] > 4 * cfg.batch_prompts
     for g in kept:
         assert sum(s.advantage for s in g) == pytest.approx(0.0, abs=1e-5)
+    # the main pool's groups are counted apart from the easy pool's
+    assert info["main_groups"] == info["groups"] and info["main_signal"] == info["groups"] - info["zero_advantage"]
+    sampler = ProblemSampler(problems, 0.5, seed=0)
+    for p in problems:
+        if p["script"] in ("1111", "0000"):
+            sampler.observe(p, [1.0] * 4 if p["script"] == "1111" else [0.0] * 4)
+    assert sampler.easy == ["p0", "p5"]
+    kept, info = collect_groups(backend, InlineExecutor(reward_is_text), sampler, tok, cfg, seed=0)
+    assert info["groups"] - info["main_groups"] == sampler.easy_draws > 0   # easy draws: all-pass groups
+    assert info["main_signal"] == info["groups"] - info["zero_advantage"]
     # without dynamic sampling: one round, every group kept (zero-advantage ones included)
     plain = cfg.with_overrides(dynamic_sampling=False)
     kept, info = collect_groups(backend, InlineExecutor(reward_is_text),
@@ -232,7 +243,9 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path, device):
     assert any(not torch.equal(before[k], after[k]) for k in after if "mtp_layers" not in k)
     for m in lines:
         assert {"reward", "entropy", "response_length", "clip_low", "clip_high", "easy_pool",
-                "zero_advantage_fraction", "rollouts_per_valid_batch", "unscored"} <= set(m)
+                "zero_advantage_fraction", "rollouts_per_valid_batch", "unscored", "signal_groups",
+                "main_pool_groups", "main_pool_signal_groups", "main_rollouts_per_valid_batch"} <= set(m)
+        assert m["signal_groups"] <= m["valid_groups"] and m["main_pool_signal_groups"] <= m["main_pool_groups"]
 
     # resume: a longer run continues from the last checkpoint (step 14), metrics stay one per step
     more = train_grpo(model, FakeTokenizer(), problems, cfg, tmp_path / "run", steps=16, seed=0,
@@ -240,6 +253,17 @@ def test_grpo_learns_a_trivial_task_and_keeps_the_mtp_layers(tmp_path, device):
     assert [m["step"] for m in more] == [15, 16]
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))
+    pool = json.loads((tmp_path / "run" / "easy_pool.json").read_text())
+    assert pool == [p for p in pool if p in {q["id"] for q in problems}]
+
+    # a run that continues another starts with its easy pool (and ignores it without the filter)
+    seeded = train_grpo(tiny_model(), FakeTokenizer(), problems, cfg, tmp_path / "more", steps=1, seed=0,
+                        executor=InlineExecutor(small_token_reward), progress=False, easy_pool=["p0", "p1"])
+    assert seeded[-1]["easy_pool"] >= 2
+    off = train_grpo(tiny_model(), FakeTokenizer(), problems, cfg.with_overrides(easy_filter=False),
+                     tmp_path / "off", steps=1, seed=0, executor=InlineExecutor(small_token_reward),
+                     progress=False, easy_pool=["p0", "p1"])
+    assert off[-1]["easy_pool"] == 0 == off[-1]["easy_draws"]
 
 
 def test_kl_ablation_measures_the_drift_from_the_start(tmp_path):

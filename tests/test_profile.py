@@ -90,6 +90,8 @@ def test_a_bool_is_not_a_number(tmp_path):
     ("rl", "code_scheme", "fancy", "rl.code_scheme"),
     ("rl", "math_tiers", "[1, 5]", "rl.math_tiers"),
     ("rl", "zero", "{lr: -1}", "rl.zero.lr"),
+    ("rl", "ablation", "{batch_prompts: 0}", "rl.ablation.batch_prompts"),
+    ("rl", "ablation", "{zero: {lr: 1}}", "rl.ablation.zero"),
     (None, "tracker", "mlflow", "tracker"),
     (None, "dtype", "float64", "dtype"),
     ("model", "preset", "huge", "model.preset"),

@@ -253,7 +253,8 @@ class StepCosts:
 
 @torch.inference_mode()
 def step_costs(model, prompt: Sequence[int], num_draft: int = 1, repeats: int = 30) -> StepCosts:
-    """Time the three passes of a speculative step on `model` after `prompt` (median of `repeats`).
+    """Time the three passes of a speculative step on `model` after `prompt`: the median of
+    `repeats` rounds, each running the three passes in turn.
 
     Each pass runs through the same decoder as `speculative_generate`, at the position where the
     first draft would be made; results are synchronised (`.item()`/`.tolist()`) like the loop's.
@@ -284,16 +285,15 @@ def step_costs(model, prompt: Sequence[int], num_draft: int = 1, repeats: int = 
             z, logits = decoder.mtp(k, z, token, n + k, window)
             logits.argmax(-1).item()
 
-    def median_seconds(fn):
-        fn()                                                   # warm-up
-        times = []
-        for _ in range(repeats):
+    passes = (main, verify, draft)
+    times = [[] for _ in passes]
+    for repeat in range(repeats + 1):                          # round-robin: a busy machine slows all three alike
+        for fn, kept in zip(passes, times):
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    return StepCosts(K, median_seconds(main), median_seconds(verify), median_seconds(draft))
+            if repeat:                                         # the first round warms up
+                kept.append(time.perf_counter() - t0)
+    return StepCosts(K, *(statistics.median(t) for t in times))
 
 
 def weights_read_ratio(config, num_draft: int = 1) -> float:

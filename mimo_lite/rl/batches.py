@@ -66,7 +66,8 @@ class ProblemSampler:
         self.by_id = {p["id"]: p for p in self.problems}
         self.rng = random.Random(self.seed)
 
-    def draw(self, n: int) -> list[dict]:
+    def draw(self, n: int) -> list[tuple[dict, bool]]:
+        """n prompts, each with whether it came from the easy data pool (True) or the main one."""
         easy = set(self.easy)
         active = [p for p in self.problems if p["id"] not in easy] or self.problems
         out = []
@@ -74,9 +75,9 @@ class ProblemSampler:
             self.draws += 1
             if self.easy and self.rng.random() < self.alpha:        # re-sample the easy pool
                 self.easy_draws += 1
-                out.append(self.by_id[self.rng.choice(self.easy)])
+                out.append((self.by_id[self.rng.choice(self.easy)], True))
             else:
-                out.append(self.rng.choice(active))
+                out.append((self.rng.choice(active), False))
         return out
 
     def observe(self, problem: dict, rewards: list[float | None]) -> None:

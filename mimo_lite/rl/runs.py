@@ -2,10 +2,12 @@
 
 `ensure_rl_model(profile, start="sft")` leaves `runs/<profile>/rl/`, and `start="base"` leaves
 `runs/<profile>/rl_zero/`: a transformers checkpoint with its tokenizer, the run's
-`metrics.jsonl` and a `summary.json` (held-out pass@1 before and after, rewards, wall time).
+`metrics.jsonl`, its final easy data pool (`easy_pool.json`) and a `summary.json` (held-out
+pass@1 before and after, rewards, wall time). `start="rl"` continues training the finished RL
+model with the easy pool it built: the regime of late training, where many prompts are solved.
 Like `ensure_base_model` it is cached by a fingerprint of everything the run read; the run itself
 works in `runs/<profile>/grpo/<name>/` (checkpoints: a killed run resumes). Ablations pass
-`overrides` of the `rl` section and a `name` of their own.
+`overrides` of the `rl` section, a `name` of their own and, to repeat a run, another `seed`.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from ..profile import as_profile
 from ..train.run import read_metrics
 from ..tasks.problems import ensure_problems, load_problems
 
-STARTS = ("sft", "base")
+STARTS = ("sft", "base", "rl")
 
 
 def start_model(profile, start: str, runs_root=None, variant: str = "full", progress: bool = True) -> Path:
-    """The checkpoint folder RL starts from: the SFT model (`variant` full or light) or the base."""
+    """The checkpoint folder RL starts from: the SFT model (`variant` full or light), the base, or
+    the finished RL model (itself trained from the full SFT model)."""
     if start == "sft":
         from ..train.sft import ensure_sft_model
         return Path(ensure_sft_model(profile, runs_root=runs_root, variant=variant, progress=progress))
@@ -34,7 +37,10 @@ def start_model(profile, start: str, runs_root=None, variant: str = "full", prog
         from ..train import ensure_base_model
         ensure_base_model(profile, runs_root, progress)
         return runs_dir(profile.name, runs_root) / "base"
-    raise ValueError(f"RL starts from 'sft' (MiMo-RL) or 'base' (MiMo-RL-Zero), got {start!r}.")
+    if start == "rl":
+        return ensure_rl_model(profile, "sft", runs_root, progress=progress)
+    raise ValueError(f"RL starts from 'sft' (MiMo-RL), 'base' (MiMo-RL-Zero) or 'rl' (the RL model, "
+                     f"trained further), got {start!r}.")
 
 
 def rl_problems(problems: list[dict], cfg) -> list[dict]:
@@ -47,7 +53,9 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
                     name: str | None = None, overrides: dict | None = None,
                     steps: int | None = None, seed: int | None = None, progress: bool = True) -> Path:
     """Train (or reuse) a GRPO run from `start`; returns its folder under runs/<profile>/.
-    `seed` (default: the profile's) seeds the run's sampling only, not the model it starts from."""
+
+    `seed` (default: the profile's) seeds the prompt draws, the rollouts and the update order.
+    """
     from transformers import AutoTokenizer
 
     from ..model import MiMoForCausalLM
@@ -59,10 +67,13 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
         cfg = cfg.with_overrides(**cfg.zero)
     cfg = cfg.with_overrides(**(overrides or {}))
     steps = cfg.steps if steps is None else steps
+    seed = profile.seed if seed is None else seed
+    if start == "rl" and name in (None, "rl"):
+        raise ValueError("A run that continues the RL model needs a name of its own "
+                         "(name='rl' is the RL model it starts from).")
     name = name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
     origin = start_model(profile, start, runs_root, variant, progress)
     problems_dir = ensure_problems(profile, runs_root)
-    seed = profile.seed if seed is None else seed
     digest = fingerprint("grpo", build_info(origin)["fingerprint"], cfg, steps, seed,
                          profile.dtype, json.loads((problems_dir / "manifest.json").read_text())["key"])
     root = runs_dir(profile.name, runs_root)
@@ -78,15 +89,17 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     tokenizer = AutoTokenizer.from_pretrained(origin)
     train = rl_problems(load_problems(problems_dir / "train.jsonl"), cfg)
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
+    pool = json.loads((origin / "easy_pool.json").read_text()) if start == "rl" else []
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
                seed=seed, progress=progress, dtype=profile.torch_dtype,
-               compile=profile.compile, tracker=profile.tracker)
+               compile=profile.compile, tracker=profile.tracker, easy_pool=pool)
     metrics = read_metrics(work / "metrics.jsonl")
     with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+        shutil.copy(work / "easy_pool.json", tmp / "easy_pool.json")
         write_json(tmp / "summary.json", summarise(metrics, time.perf_counter() - t0))
     return folder
 

@@ -18,84 +18,35 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
+import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..eval import prompt_ids, solve_rate
+from ..eval import solve_rate
 from ..profile import RLSection
 from ..train.run import Run
-from .batches import ProblemSampler, dynamic_sampling, zero_advantage
-from .executor import RewardExecutor, Scored, log_unscored
-from .grpo import LossStats, group_advantages, grpo_loss
+from .batches import ProblemSampler, zero_advantage
+from .executor import RewardExecutor
+from .grpo import LossStats, grpo_loss
 from .rollout import EngineRollout, RolloutBackend
-
-
-@dataclass
-class Sample:
-    """One answer of a group: its tokens, π_old's log-probs, its reward and advantage."""
-    problem: dict
-    prompt: list[int]
-    tokens: list[int]
-    logprobs: list[float]
-    text: str
-    scored: Scored | None = None
-    advantage: float | None = None
+from .seamless import Sample, collect
 
 
 def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: ProblemSampler,
                    tokenizer, cfg: RLSection, seed: int, prompt_cache: dict | None = None):
-    """Steps 1–2: rollouts until the batch holds `batch_prompts` groups with signal.
+    """Steps 1–2: rollouts until the batch holds `batch_prompts` groups with signal, scheduled
+    as `cfg.rollout_mode` says (`seamless.py`: naive rounds, continuous rollout, async reward,
+    early termination).
 
     Returns (kept groups, info): info counts rollouts, groups drawn, zero-advantage groups,
-    unscored samples and their reasons, rewards of every scored rollout.
+    the groups drawn from the main pool and how many of them carry signal, unscored samples and
+    their reasons, rewards of every scored rollout, and the step's Seamless accounts (generator
+    idle time, sample waste, a timeline).
     """
-    prompt_cache = {} if prompt_cache is None else prompt_cache
-    kept, info = [], dict(rollouts=0, groups=0, zero_advantage=0, rounds=0, rewards=[],
-                          unscored=Counter(), lengths=[])
-    G = cfg.group_size
-    while len(kept) < cfg.batch_prompts and info["rounds"] < cfg.max_rounds:
-        missing = cfg.batch_prompts - len(kept)
-        n = math.ceil(missing * cfg.oversample) if cfg.dynamic_sampling else missing
-        problems = sampler.draw(n)
-        prompts = []
-        for p in problems:
-            if p["id"] not in prompt_cache:
-                prompt_cache[p["id"]] = prompt_ids(tokenizer, p["prompt"])
-            prompts += [prompt_cache[p["id"]]] * G
-        samples, futures = [None] * len(prompts), [None] * len(prompts)
-        for i, c in backend.rollouts(prompts, seed=seed * 1000 + info["rounds"]):
-            text = tokenizer.decode(c.tokens, skip_special_tokens=True)
-            samples[i] = Sample(problems[i // G], prompts[i], c.tokens, c.logprobs, text)
-            futures[i] = executor.submit(problems[i // G], text)       # scored while others decode
-        for s, f in zip(samples, futures):
-            s.scored = f.result()
-            if not s.scored.ok:
-                log_unscored(s.problem, s.scored)
-                info["unscored"][s.scored.reason.split(":")[0]] += 1
-        groups = [samples[g * G:(g + 1) * G] for g in range(len(problems))]
-        for group in groups:
-            rewards = [s.scored.reward for s in group]
-            sampler.observe(group[0].problem, rewards)
-            info["zero_advantage"] += zero_advantage(rewards)
-            info["rewards"] += [r for r in rewards if r is not None]
-            info["lengths"] += [len(s.tokens) for s in group]
-        info["rollouts"] += len(prompts)
-        info["groups"] += len(groups)
-        info["rounds"] += 1
-        if cfg.dynamic_sampling:
-            new, _ = dynamic_sampling(groups, lambda g: [s.scored.reward for s in g], missing)
-        else:
-            new = groups
-        kept += new
-    for group in kept:
-        for s, a in zip(group, group_advantages([s.scored.reward for s in group])):
-            s.advantage = a
-    return kept, info
+    return collect(backend, executor, sampler, tokenizer, cfg, seed, prompt_cache)
 
 
 def sequence_logprobs(model, samples: list[Sample], temperature: float):
@@ -177,10 +128,13 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
                    temperature=cfg.eval_temperature, top_p=0.95,
                    max_new_tokens=cfg.eval_max_new_tokens, seed=seed, scheme="soft")
     code = [row["reward"] for row in r["rows"] if row["domain"] == "code"]
+    answers = Counter(str(row["tier"]) for row in r["rows"] if row["tier"] is not None)
     return dict(pass_at_1=r["pass_at_1"], math=r["math"], code=r["code"],
                 code_soft=sum(code) / len(code) if code else None,
                 code_problems={row["id"]: row["pass_at_1"] for row in r["rows"] if row["domain"] == "code"},
-                by_tier={str(k): v for k, v in r["by_tier"].items()})
+                by_tier={str(k): v for k, v in r["by_tier"].items()},
+                answers=len(r["rows"]) * r["samples"],          # sampled answers behind pass_at_1
+                answers_by_tier={t: n * r["samples"] for t, n in answers.items()})
 
 
 @dataclass
@@ -195,11 +149,13 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
-               tracker: str = "none") -> list[dict]:
+               tracker: str = "none", easy_pool: list[str] = ()) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
-    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one.
+    at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one. The
+    easy data pool starts with the ids in `easy_pool` (a run that continues another keeps its
+    pool) and ends in out_dir/easy_pool.json.
     """
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
@@ -209,6 +165,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
               compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
               progress=progress)
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
+    if cfg.easy_filter:
+        sampler.easy = [i for i in easy_pool if i in sampler.by_id]
     backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
                                        cfg.max_new_tokens, cfg.rollout_batch)
     state = run.resume(GRPOState())
@@ -237,17 +195,27 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             seconds = time.perf_counter() - t0
             state.seconds += seconds
             rewards = info["rewards"]
+            batch_rollouts = cfg.batch_prompts * cfg.group_size
             line = dict(reward=sum(rewards) / max(len(rewards), 1),
                         valid_groups=len(groups), rollouts=info["rollouts"],
+                        # groups trained on that carry signal (all of them under dynamic sampling)
+                        signal_groups=sum(not zero_advantage([s.scored.reward for s in g]) for g in groups),
                         # rollouts it takes to fill one batch of `batch_prompts` groups with signal
                         rollouts_per_valid_batch=(info["rollouts"] * cfg.batch_prompts / len(groups)
                                                   if groups else None),
+                        # the same for the main pool's draws alone (easy-pool draws are solved on
+                        # purpose; report §3.3.2 is about what solved prompts cost the main pool)
+                        main_pool_groups=info["main_groups"], main_pool_signal_groups=info["main_signal"],
+                        main_rollouts_per_valid_batch=(batch_rollouts * info["main_groups"] / info["main_signal"]
+                                                       if info["main_signal"] else None),
                         zero_advantage_fraction=info["zero_advantage"] / max(info["groups"], 1),
                         easy_pool=len(sampler.easy), easy_draws=sampler.easy_draws,
                         draws=sampler.draws,
                         response_length=sum(info["lengths"]) / max(len(info["lengths"]), 1),
                         unscored=sum(info["unscored"].values()), unscored_reasons=dict(info["unscored"]),
                         rounds=info["rounds"], rollout_s=t_rollout, step_s=seconds,
+                        rollout_mode=info["mode"], generator_idle_ratio=info["idle_ratio"],
+                        sample_waste=info["sample_waste"], virtual_rollout_steps=info["virtual_steps"],
                         total_rollouts=state.rollouts, wall_s=state.seconds, **result)
             if heldout and (state.step % cfg.eval_every == 0 or state.step == steps):
                 line["heldout"] = heldout_pass(model, tokenizer, heldout, cfg, seed)
@@ -256,6 +224,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
             state.sampler = sampler.state()
             run.checkpoint(state, force=state.step == steps)
+        (Path(out_dir) / "easy_pool.json").write_text(json.dumps(sampler.easy))
     finally:
         run.close()
         if own_executor:

@@ -1,0 +1,43 @@
+import doctest
+
+import numpy as np
+import pytest
+
+from mimo_lite.eval import intervals
+from mimo_lite.eval.intervals import bootstrap, compare, proportion, wilson
+
+
+def test_docstring_examples():
+    assert doctest.testmod(intervals).failed == 0
+
+
+@pytest.mark.parametrize("k, n", [(0, 5), (3, 10), (160, 320), (320, 320)])
+def test_wilson_holds_the_rate_and_stays_in_0_1(k, n):
+    low, high = wilson(k, n)
+    assert 0 <= low <= k / n <= high <= 1
+
+
+def test_wilson_narrows_with_more_answers():
+    assert np.diff(wilson(20, 100)) > np.diff(wilson(200, 1000))
+
+
+def test_bootstrap_of_a_mean_covers_it_and_separates_shifted_samples():
+    rng = np.random.default_rng(0)
+    a = list(rng.normal(0.0, 1.0, 40))
+    b = [x + 2.0 for x in a]
+    ia, ib = bootstrap(a, np.mean), bootstrap(b, np.mean)
+    assert ia["low"] <= ia["estimate"] <= ia["high"] and ia["n"] == 40
+    assert compare(ib, ia) == "higher" and compare(ia, ib) == "lower"
+    assert compare(ia, bootstrap(list(rng.normal(0.0, 1.0, 40)), np.mean)) == "within noise"
+
+
+def test_proportion_has_the_bootstrap_shape():
+    p = proportion(30, 100)
+    assert p["estimate"] == 0.3 and p["low"] < 0.3 < p["high"] and p["n"] == 100
+
+
+def test_an_undefined_statistic_is_not_measured():
+    ratio = bootstrap([dict(k=0, n=4)] * 3, lambda rows: sum(r["n"] for r in rows) / sum(r["k"] for r in rows)
+                      if sum(r["k"] for r in rows) else float("nan"))
+    assert ratio["estimate"] is None and ratio["n"] == 3
+    assert compare(ratio, proportion(1, 2)) == "not measured" and intervals.fmt(ratio) == "n/a"
