@@ -44,13 +44,7 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
         assert low <= v["pass_at_1"] <= high and v["gain_interval"][0] <= v["gain"] <= v["gain_interval"][1]
     assert set(r["code_ablation_differences"]) == {"soft − vanilla", "strict − vanilla", "soft − strict"}
     assert set(r["code_ablation_raised"]) == {"vanilla", "strict", "soft"}
-    assert len(r["sampling_ablation"]) == 3
-    for v in r["sampling_ablation"].values():
-        assert finite(v["reward_late"]) and v["easy_pool"] >= 0
-    assert set(r["start_ablation"]) == {"full SFT → RL", "light SFT → RL", "base → RL-Zero"}
-    for key in ("code_ablation_paper_order", "easy_resampling_steadier", "dynamic_sampling_better",
-                "full_sft_ahead", "light_sft_crosses_below_zero"):
-        assert isinstance(r[key], bool)
+    assert isinstance(r["code_ablation_paper_order"], bool)
 
     # 3b–3d: every figure is an interval that holds its estimate, and every verdict is the one
     # its intervals allow
