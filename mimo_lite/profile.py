@@ -263,8 +263,11 @@ class PretrainSection:
 class ProblemsSection:
     """Sizes of the verifiable problem suites (notebook 07, `mimo_lite/rl/problems.py`)."""
     math_per_tier: int = setting(200, "≥ 1")      # math problems per difficulty tier (4 tiers)
-    code_families: int = setting(9, "[0, 9]")     # the first families of mimo_lite/tasks/templates/code.yaml (9 in all)
-    code_variants: int = setting(3, "≥ 1")        # problems per code family, its first variants
+    code_families: int = setting(9, "[0, 9]")     # the first families of each tier of tasks/templates/code.yaml
+    #                                               (tier 1: 5 families, tier 2: 9)
+    code_variants: list[int] = setting([20, 3], "≥ 0", length=2)
+    #                                               problems per family of code tier 1, 2 (a tier-1 family has
+    #                                               one problem per constant: 10 to 100 of them; 0 leaves a tier out)
     typical_tests: int = setting(10, "≥ 0")       # random typical-case tests per code problem, besides edge and large
     heldout_fraction: float = setting(0.2, "(0, 1)")   # share of each tier (and of the code problems) held out
 
@@ -327,7 +330,9 @@ class RLSection:
     steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
     # The ablations of notebook 08. A run's fingerprint holds the settings it ran with, so these
     # plans stay out of it: resizing them keeps the main runs.
-    ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # the code-reward ablation's length (3a)
+    ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # GRPO steps of the ablations' reference
+    code_ablation_steps: int = setting(10, "≥ 1", fingerprint=False)   # each code-reward run (3a)
+    code_ablation_seeds: int = setting(1, "≥ 1", fingerprint=False)    # seeds per code reward scheme (3a)
     ablation: dict = setting({}, fingerprint=False)  # overrides for the easy-pool and dynamic-sampling runs
     #                               (3b, 3c): their `steps`, smaller batches (more runs in the same time)
     ablation_seeds: int = setting(2, "≥ 1", fingerprint=False)    # seeds of each dynamic-sampling arm
@@ -355,7 +360,7 @@ class RLSection:
     kl_coef: float = setting(0.0, "≥ 0")             # MiMo: no KL (ablation switch)
     code_scheme: str = setting("soft", ("vanilla", "strict", "soft"))   # code reward (report §3.3.1)
     math_tiers: list[int] = setting([1, 2, 3, 4], "[1, 4]")   # math tiers trained on
-    code: bool = setting(True)                       # train on the code problems too
+    code_tiers: list[int] = setting([1, 2], "[1, 2]")   # code tiers trained on ([]: math only)
     zero: dict = setting({})                         # overrides for RL-Zero (from the base model)
     eval_every: int = setting(20, "≥ 1")             # steps between held-out pass@1 measurements (the run records them)
     eval_samples: int = setting(4, "≥ 1")            # sampled answers per held-out problem
@@ -404,6 +409,7 @@ class SeamlessSection:
     max_new_tokens: int = setting(80, "≥ 1")        # the length cap: the tail of the response lengths
     workload_size: int = setting(32, "≥ 2")         # problems in the mix the steps draw from
     code_share: float = setting(0.5, "[0, 1]")      # share of the mix that is code (the rest: rl.math_tiers)
+    code_tiers: list[int] = setting([1, 2], "[1, 2]")   # the code tiers of the mix
     reward_workers: int = setting(2, "≥ 1")         # processes scoring answers (the virtual clock's reward servers)
     validation_problems: int = setting(32, "≥ 1")   # held-out problems of Table 3 (the paper: its whole set)
     validation_samples: int = setting(4, "≥ 1")     # answers per held-out problem

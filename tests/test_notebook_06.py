@@ -14,6 +14,15 @@ def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
     assert data["incomplete"]["responses_removed"] > 0 and data["per_query_cap"]["responses_removed"] > 0
     assert r["light_records"] == data["kept"]["queries"]
 
+    # what the data teaches: long-CoT replies by domain and tier, code a real share, slips redone
+    stats = r["reply_lengths"]
+    assert {"math t1", "math t2", "code t1"} <= set(stats)
+    for key, s in stats.items():
+        assert 0 < s["median"] <= s["max"] and s["mean"] > 0, key
+    assert stats["math t2"]["mean"] > stats["math t1"]["mean"]
+    assert 0 < r["code_token_share"] < 1 and 0 < r["self_correcting_share"] < 0.5
+    assert set(r["heldout_code_tier1"]) == {"base", "light", "full", "lora"}
+
     # loss mask: the trained tokens are exactly the reply; packing changes nothing but speed
     assert r["mask_is_reply"] and 0 < r["sample_trained"] < r["sample_tokens"]
     assert r["packing_gap"] < 1e-4

@@ -12,8 +12,9 @@ def test_notebook_07_suites_verifier_sandbox_difficulty_and_rewards(run_notebook
     # suites: every tier at the profile's size, both splits used, 10-30 tests per code problem
     assert r["math_per_tier"] == {str(t): settings.math_per_tier for t in (1, 2, 3, 4)}
     sizes = r["suite_sizes"]
-    assert sum(s.get("code", 0) for s in sizes.values()) == settings.code_families * settings.code_variants
+    assert sum(s.get("code", 0) for s in sizes.values()) == settings.code_families * sum(settings.code_variants)
     assert sizes["heldout"]["math"] > 0 and sizes["train"]["math"] > sizes["heldout"]["math"]
+    assert set(r["code_per_tier"]) == {"1", "2"}
     low, high = r["tests_per_code_problem"]
     assert 10 <= low <= high <= 30
     assert r["decontamination"]["train split, held-out math only"] == 0

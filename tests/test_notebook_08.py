@@ -40,6 +40,11 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
     assert set(r["code_ablation"]) == {"vanilla", "strict", "soft"}
     for v in r["code_ablation"].values():
         assert 0 <= v["zero_advantage"] <= 1 and 0 <= v["soft"] <= 1
+        low, high = v["interval"]
+        assert low <= v["pass_at_1"] <= high and v["gain_interval"][0] <= v["gain"] <= v["gain_interval"][1]
+    assert set(r["code_ablation_differences"]) == {"soft − vanilla", "strict − vanilla", "soft − strict"}
+    assert set(r["code_ablation_raised"]) == {"vanilla", "strict", "soft"}
+    assert isinstance(r["code_ablation_paper_order"], bool)
 
     # 3b–3d: every figure is an interval that holds its estimate, and every verdict is the one
     # its intervals allow

@@ -24,7 +24,7 @@ def test_wheel_carries_templates_and_generates_problems(tmp_path):
         "import mimo_lite, pathlib\n"
         f"assert pathlib.Path(mimo_lite.__file__).is_relative_to({str(site)!r}), mimo_lite.__file__\n"
         "from mimo_lite.tasks.problems import code_problems, math_problems\n"
-        "m = math_problems(3, seed=0); c = code_problems(2, 1, 4, seed=0)\n"
+        "m = math_problems(3, seed=0); c = code_problems(2, [1, 0], 4, seed=0)\n"
         "print(len(m), len(c), sorted({p['tier'] for p in m}))\n")
     elsewhere = tmp_path / "elsewhere"             # not the checkout: its sources are not on the path
     elsewhere.mkdir()

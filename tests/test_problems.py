@@ -4,8 +4,9 @@ from collections import Counter
 
 import pytest
 
-from mimo_lite.tasks.problems import (code_problems, code_solutions, ensure_problems, load_problems,
-                                   math_problems, split_problems, validate_problem)
+from mimo_lite.tasks.problems import (code_families, code_problems, code_solutions, ensure_problems,
+                                     family_variants, load_problems,
+                                     math_problems, split_problems, validate_problem)
 from mimo_lite.tasks.rewards import math_reward
 from mimo_lite.tasks.sandbox import run_tests
 
@@ -35,8 +36,9 @@ def test_math_generation_is_seeded():
 
 
 def test_code_problems_have_10_to_30_tests_and_their_golden_solution_passes():
-    problems = code_problems(families=9, variants=1, typical_tests=6, seed=0)
-    assert len({p["family"] for p in problems}) == 9
+    problems = code_problems(families=9, variants=[1, 1], typical_tests=6, seed=0)
+    assert len({p["family"] for p in problems}) == 14
+    assert Counter(p["tier"] for p in problems) == {1: 5, 2: 9}
     kinds = Counter("code" in p["tests"][0] for p in problems)
     assert kinds[True] >= 1 and kinds[False] >= 1           # assertion and stdin/stdout families
     for p in problems:
@@ -53,17 +55,18 @@ def test_expected_outputs_do_not_rely_on_the_builtin_input(monkeypatch):
     def no_console(*_):
         raise RuntimeError("no console here")
     monkeypatch.setattr(builtins, "input", no_console)
-    [problem] = [p for p in code_problems(9, 1, 3, seed=0) if p["family"] == "most_frequent_word"]
+    [problem] = [p for p in code_problems(9, [0, 1], 3, seed=0) if p["family"] == "most_frequent_word"]
     assert "input()" in problem["solution"]
     assert all(r.passed for r in run_tests(problem["solution"], problem["tests"]))
 
 
 def test_splits_are_disjoint_and_cover_every_tier():
-    problems = math_problems(10, seed=0) + code_problems(3, 2, 4, seed=0)
+    problems = math_problems(10, seed=0) + code_problems(3, [2, 2], 4, seed=0)
     train, heldout = split_problems(problems, 0.2, seed=0)
     assert len(train) + len(heldout) == len(problems)
     assert not {p["id"] for p in train} & {p["id"] for p in heldout}
-    assert {p.get("tier") for p in heldout} == {1, 2, 3, 4, None}
+    assert {(p["domain"], p["tier"]) for p in heldout} == {("math", t) for t in (1, 2, 3, 4)} | {
+        ("code", 1), ("code", 2)}
 
 
 def test_ensure_problems_writes_graded_splits_and_reuses_them(smoke_problems, smoke_runs, capsys):
@@ -119,6 +122,52 @@ def test_bad_files_are_refused(tmp_path):
         load_problems(tmp_path / "missing.jsonl")
     path.write_text(json.dumps(GOOD_CODE) + "\n\n")
     assert load_problems(path) == [GOOD_CODE]
+
+
+# ---- code tier 1: program shapes a toy model can learn, graded by the test-difficulty procedure --
+
+def test_tier1_families_are_graded_easy_to_hard_and_every_wrong_program_fails_a_hard_test():
+    from string import Template
+
+    from mimo_lite.tasks.difficulty import grade_problem
+
+    problems = code_problems(families=9, variants=[1, 0], typical_tests=6, seed=0)
+    assert {p["tier"] for p in problems} == {1} and len(problems) == 5
+    for p in problems:
+        [family] = [f for f in code_families() if f["family"] == p["family"]]
+        for alternative in family["alternatives"]:            # the teacher's other programs
+            program = Template(alternative).substitute(p["variant"])
+            assert all(r.passed for r in run_tests(program, p["tests"])), (p["id"], program)
+        grade = grade_problem(p, code_solutions(p))
+        levels = grade["levels"]
+        assert set(levels) == {"Easy", "Medium", "Hard"}, (p["id"], levels)
+        for name, passed in zip(grade["solutions"], grade["passed"]):
+            if name == "reference":
+                assert all(passed)
+            else:                                             # plausible, and caught by a hard test
+                assert any(not ok and level == "Hard" for ok, level in zip(passed, levels)), name
+                assert any(passed), name
+
+
+def test_tier1_variants_differ_in_a_constant_that_no_16_gram_misses():
+    from mimo_lite.tasks.decontamination import ngram_overlap
+
+    problems = code_problems(families=9, variants=[6, 0], typical_tests=1, seed=0)
+    for family in {p["family"] for p in problems}:
+        prompts = [p["prompt"] for p in problems if p["family"] == family]
+        assert len(set(prompts)) == 6
+        # decontamination keeps the other constants of a held-out problem's family
+        assert ngram_overlap(prompts[1:], prompts[:1], 16) == [0.0] * 5, family
+
+
+def test_tier1_problems_spread_over_the_range_and_every_variant_is_available():
+    some = code_problems(9, [20, 0], 1, seed=0)
+    every = code_problems(9, [20, 0], 1, seed=0, every_variant=True)
+    assert {p["id"] for p in some} < {p["id"] for p in every}
+    [family] = [f for f in code_families() if f["family"] == "count_div"]
+    assert len([p for p in every if p["family"] == "count_div"]) == len(family_variants(family))
+    constants = sorted(p["variant"]["k"] for p in some if p["family"] == "count_div")
+    assert len(constants) == 20 and constants[-1] - constants[0] > 50
 
 
 def test_heldout_texts_cover_the_heldout_split_without_the_sandbox(smoke_problems):

@@ -109,10 +109,10 @@ def test_an_unknown_key_is_one_sentence(tmp_path):
 
 def test_overrides_are_read_as_yaml_and_checked_like_the_file():
     profile = load_profile("smoke", {"pretrain.log_every": "5", "pretrain.peak_lr": "3e-3",
-                                     "rl.math_tiers": "[1,2]", "rl.code": "false", "seed": 7,
+                                     "rl.math_tiers": "[1,2]", "rl.code_tiers": "[]", "seed": 7,
                                      "compile": "true", "tracker": "tensorboard"})
     assert (profile.pretrain.log_every, profile.pretrain.peak_lr) == (5, 0.003)
-    assert (profile.rl.math_tiers, profile.rl.code, profile.seed) == ([1, 2], False, 7)
+    assert (profile.rl.math_tiers, profile.rl.code_tiers, profile.seed) == ([1, 2], [], 7)
     assert profile.compile is True and profile.tracker == "tensorboard"
     assert profile.name == "smoke"                        # runs/<profile>/ keeps the profile's name
     assert as_profile(profile, {"seed": "1"}).seed == 1 and profile.seed == 7

@@ -104,7 +104,7 @@ def test_bad_conversations_are_skipped_counted_and_never_truncated(tok):
 
 
 def test_cleaning_removes_contaminated_incomplete_and_extra_responses():
-    raw = raw_sft_pool(math_per_tier=[8, 8, 8, 8], code_families=2, code_variants=1, max_candidates=12,
+    raw = raw_sft_pool(math_per_tier=[8, 8, 8, 8], code_families=2, code_variants=[1, 1], max_candidates=12,
                        incomplete_rate=0.3, seed=0)
     eval_prompt = raw[0]["prompt"]
     kept, report = clean_sft(raw, [eval_prompt, "Some unrelated evaluation question?"])
@@ -182,3 +182,69 @@ def test_lora_trains_only_adapters_and_merges_exactly(tok, tmp_path):
     assert torch.allclose(adapted.logits, plain.logits, atol=1e-5)
     assert torch.allclose(adapted.mtp_logits[0], plain.mtp_logits[0], atol=1e-5)
     assert not torch.allclose(plain.logits, tiny_model(len(tok)).eval()(ids).logits, atol=1e-4)
+
+
+# ---- the teacher's long chains of thought ------------------------------------------------------
+
+def test_math_traces_plan_check_and_sometimes_catch_a_slip():
+    from mimo_lite.tasks.problems import math_problems
+
+    rng = random.Random(0)
+    problems = math_problems(20, seed=3)
+    traces = {p["id"]: math_traces(p, rng) for p in problems}
+    for p in problems:
+        for trace in traces[p["id"]]:
+            assert trace[0].startswith("Plan:"), trace
+    def slipped(p):
+        return [t for t in traces[p["id"]] if any(s.startswith("Wait,") for s in t)]
+    assert not any(slipped(p) for p in problems if p["tier"] <= 2)
+    multi_step = [p for p in problems if p["tier"] >= 3]
+    slips = [t for p in multi_step for t in slipped(p)]
+    assert len(slips) >= len(multi_step) // 3               # a slipped trace for many multi-step queries
+    for trace in slips:                                     # the slip is named, then redone right
+        i = next(i for i, s in enumerate(trace) if s.startswith("Wait,"))
+        right = trace[i].split(" is ")[1].split(",")[0]
+        assert right in trace[i + 1]
+
+    def words(p):
+        return max(len(" ".join(t).split()) for t in traces[p["id"]])
+    by_tier = {t: sum(words(p) for p in problems if p["tier"] == t) / 20 for t in (1, 2, 3, 4)}
+    assert by_tier[1] < by_tier[2] < by_tier[4]             # multi-step problems are worked out
+    gcd_problem = next(p for p in problems if p["template"] == "gcd")
+    assert any(sum("so the pair becomes" in s for s in t) >= 2 for t in traces[gcd_problem["id"]])
+
+
+def test_code_traces_reason_before_the_program_and_fix_a_drafted_mistake():
+    from mimo_lite.data.sft import code_traces
+    from mimo_lite.tasks.problems import code_problems
+    from mimo_lite.tasks.sandbox import run_tests
+
+    rng = random.Random(0)
+    for p in code_problems(9, [1, 0], 2, seed=0):
+        traces = code_traces(p, rng)
+        assert len({program for _, program in traces}) >= 2          # several correct programs
+        for steps, program in traces:
+            assert len(steps) >= 4
+            assert all(r.passed for r in run_tests(program, p["tests"]))
+        fixes = [steps for steps, _ in traces if any(s.startswith("Wait, that is wrong") for s in steps)]
+        assert len(fixes) == 1
+        assert any(s.startswith("First draft") for s in fixes[0])
+        assert any(s.startswith("Fix it") for s in fixes[0])
+
+
+def test_sft_pool_gives_code_a_real_share_of_the_replies():
+    from collections import Counter
+
+    raw = raw_sft_pool([20, 60, 10, 5], code_families=9, code_variants=[20, 0], max_candidates=12,
+                       incomplete_rate=0.1, seed=0)
+    kept, _ = clean_sft(raw, eval_prompts=[])
+
+    def chars(domain):
+        return sum(len(r["messages"][-1]["reasoning_content"]) + len(r["messages"][-1]["content"])
+                   for r in kept if r["domain"] == domain)
+    share = chars("code") / (chars("code") + chars("math"))
+    assert share > 0.3
+    code = [r for r in kept if r["domain"] == "code"]
+    assert {r["tier"] for r in code} == {1}
+    per_query = Counter(r["query_id"] for r in code)
+    assert len(per_query) > 300 and max(per_query.values()) <= 8

@@ -23,9 +23,11 @@ import random
 import re
 from collections import Counter
 from fractions import Fraction
+from math import gcd
+from string import Template
 
 from ..tasks.decontamination import ngram_overlap
-from ..tasks.problems import code_problems, math_problems
+from ..tasks.problems import _call, _run_stdio, code_families, code_problems, math_problems
 from .worked_math import column_addition, latex
 
 OPENERS = ["", "Let me work this out step by step.", "I need to compute this carefully.",
@@ -81,9 +83,12 @@ def _multiply_split(a: int, b: int) -> list[str]:
             f"{small} * {ones} = {small * ones}.", f"{small * tens} + {small * ones} = {a * b}."]
 
 
-def math_traces(problem: dict) -> list[list[str]]:
-    """Distinct step lists for one math problem: the template's own solution told several ways, or,
-    for multi-digit arithmetic, only the digit-by-digit traces."""
+def math_traces(problem: dict, rng: random.Random | None = None) -> list[list[str]]:
+    """Distinct step lists for one math problem, each a long chain of thought: a plan, the steps,
+    a check by another route; tiers 3–4 work every step out (Euclid's steps, powers one by one).
+    With `rng`, a multi-step problem (tiers 3–4) gets one more trace that slips on an arithmetic
+    step, notices and redoes it. Tiers 1–2 get none: their traces hold one or two sums, and a slip
+    among them teaches a small model wrong facts (at toy, math fell to 0.0–0.2 with them)."""
     template, answer = problem["template"], Fraction(problem["answer"])
     own = [s.strip()[0].upper() + s.strip()[1:] + "."
            for s in re.split(r", (?=and |so )|; ", problem["solution"]) if s.strip()]
@@ -106,12 +111,20 @@ def math_traces(problem: dict) -> list[list[str]]:
         a, b, c = numbers[:3]
         traces += [[f"First the brackets: {a} + {b} = {a + b}."] + _multiply_split(a + b, c),
                    [f"{a} + {b} = {a + b}.", f"{a + b} * {c} = {(a + b) * c}."]]
-    else:                          # tiers 3–4: the template's worked solution, told two more ways
-        traces += [[f"We need: {problem['prompt']}"] + own,
-                   own + [f"So the result is {problem['answer']}."]]
+    else:                          # tiers 3–4: worked out in full, then told two shorter ways
+        worked = _worked_out(template, numbers, answer)
+        traces = [worked, [f"We need: {problem['prompt']}"] + own + worked[-2:],
+                  own + [f"So the result is {problem['answer']}."]]
     if template in ("add_two_digit", "subtract_two_digit", "multiply_one_by_two_digit", "two_steps"):
         traces = traces[1:]        # a one-line answer to multi-digit arithmetic teaches a small model
         #                            nothing (it cannot do it in one token): only stepwise traces
+    plan, check = _plan(template), _check(template, numbers, answer)
+    traces = [[plan] + t + ([check] if check and not any(x.startswith("Check") for x in t) else [])
+              for t in traces]
+    if rng is not None and problem["tier"] >= 3:
+        slipped = _slip(rng.choice(traces), rng)
+        if slipped:
+            traces.append(slipped)
     unique = []
     for trace in traces:
         if trace not in unique:
@@ -119,26 +132,231 @@ def math_traces(problem: dict) -> list[list[str]]:
     return unique
 
 
-def code_traces(problem: dict) -> list[list[str]]:
+PLANS = {
+    "add": "Plan: add the two numbers.", "subtract": "Plan: take the second number from the first.",
+    "multiply": "Plan: multiply the two numbers.",
+    "add_two_digit": "Plan: add column by column from the ones, carrying a ten when a column reaches 10.",
+    "subtract_two_digit": "Plan: subtract, splitting the second number into tens and ones.",
+    "multiply_one_by_two_digit": "Plan: split the two-digit number into tens and ones, multiply each, add.",
+    "two_steps": "Plan: the brackets first, then the multiplication.",
+    "linear_equation": "Plan: move the constant to the right side, divide by the coefficient, substitute back.",
+    "add_fractions": "Plan: bring both fractions to a common denominator, add, reduce, check with decimals.",
+    "percent": "Plan: find 1% or 10% of the number first, then scale up.",
+    "average": "Plan: add the three numbers, divide by 3, check by multiplying back.",
+    "sum_to_n": "Plan: pair the smallest with the largest; every pair has the same sum.",
+    "gcd": "Plan: Euclid's algorithm, replacing the pair by (smaller, remainder) until the remainder is 0.",
+    "choose": "Plan: C(n, k) = n * (n-1) * ... (k factors) / k!, computed one factor at a time.",
+    "power_mod": "Plan: multiply by the base one power at a time, keeping only the remainder each time.",
+    "divisor_count": "Plan: factor the number into primes; the count is the product of (exponent + 1).",
+    "larger_root": "Plan: find two numbers with the right sum and product, factor, and check.",
+}
+
+
+def _plan(template: str) -> str:
+    return PLANS.get(template, "Plan: work it out step by step, then check.")
+
+
+def _check(template: str, numbers: list[int], answer: Fraction) -> str | None:
+    """A check by another route: the inverse operation, or substituting the answer back."""
+    n = numbers
+    if template in ("add", "add_two_digit"):
+        return f"Check: {n[0] + n[1]} - {n[1]} = {n[0]}. Correct."
+    if template in ("subtract", "subtract_two_digit"):
+        return f"Check: {n[0] - n[1]} + {n[1]} = {n[0]}. Correct."
+    if template in ("multiply", "multiply_one_by_two_digit") and n[1]:
+        return f"Check: {n[0] * n[1]} / {n[1]} = {n[0]}. Correct."
+    if template == "two_steps":
+        return f"Check: {n[0]} * {n[2]} + {n[1]} * {n[2]} = {n[0] * n[2]} + {n[1] * n[2]} = {(n[0] + n[1]) * n[2]}. Correct."
+    if template == "linear_equation":
+        a, b = n[0], n[1]
+        return f"Check: {a} * {latex(answer)} + {b} = {a * answer + b}. Correct."
+    if template == "average":
+        return f"Check: 3 * {latex(answer)} = {3 * answer} = {n[0]} + {n[1]} + {n[2]}. Correct."
+    return None
+
+
+def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
+    """Tiers 3–4 worked out step by step: several hundred tokens for the longer ones."""
+    if template == "gcd":
+        a, b = max(n[:2]), min(n[:2])
+        steps = []
+        while b:
+            steps.append(f"{a} = {a // b} * {b} + {a % b}, so the pair becomes ({b}, {a % b}).")
+            a, b = b, a % b
+        return steps + [f"The remainder is 0, so the gcd is {a}.",
+                        f"Check: {n[0]} / {a} = {n[0] // a} and {n[1]} / {a} = {n[1] // a}, both whole. Correct."]
+    if template == "power_mod":
+        a, k, m = n[:3]
+        steps, r = [f"{a} mod {m} = {a % m}; each step multiplies by {a}, then -> the remainder."], a % m
+        for e in range(2, k + 1):
+            steps.append(f"{a}^{e}: {r} * {a} = {r * a} -> {r * a % m}.")
+            r = r * a % m
+        return steps + [f"So {a}^{k} mod {m} = {r}."]
+    if template == "sum_to_n":
+        m = n[-1]
+        pairs = [f"{i} + {m + 1 - i} = {m + 1}" for i in range(1, min(4, m // 2) + 1)]
+        return [f"Pairs: {', '.join(pairs)}, ...", f"Every pair sums to {m + 1}; there are {m} numbers, so {m} / 2 pairs.",
+                f"{m} * {m + 1} = {m * (m + 1)}.", f"{m * (m + 1)} / 2 = {m * (m + 1) // 2}.",
+                f"So the sum is {m * (m + 1) // 2}."]
+    if template == "choose":
+        k, m = n[0], n[1]
+        steps, top = [], 1
+        for i in range(k):
+            steps.append(f"{top} * {m - i} = {top * (m - i)}.")
+            top *= m - i
+        fact = 1
+        for i in range(2, k + 1):
+            fact *= i
+        return [f"Choose {k} from {m}: multiply {k} factors from {m} down."] + steps + [
+            f"{k}! = {fact}.", f"{top} / {fact} = {top // fact}.", f"So there are {top // fact} ways."]
+    if template == "divisor_count":
+        m, steps, exps, d = n[0], [], [], 2
+        rest = m
+        while d * d <= rest:
+            e = 0
+            while rest % d == 0:
+                rest, e = rest // d, e + 1
+                steps.append(f"{rest * d} / {d} = {rest}.")
+            if e:
+                exps.append((d, e))
+            d += 1
+        if rest > 1:
+            exps.append((rest, 1))
+        form = " * ".join(f"{p}^{e}" for p, e in exps)
+        counts = " * ".join(str(e + 1) for _, e in exps)
+        return steps + [f"So {m} = {form}.", f"Divisors: {counts} = {int(answer)}.",
+                        f"So {m} has {int(answer)} divisors."]
+    if template == "add_fractions":
+        a, b, c, d = n[:4]
+        common = b * d // gcd(b, d)
+        return [f"The denominators are {b} and {d}; their least common multiple is {common}.",
+                f"{a}/{b} = {a * common // b}/{common}.", f"{c}/{d} = {c * common // d}/{common}.",
+                f"{a * common // b} + {c * common // d} = {a * common // b + c * common // d}, over {common}.",
+                f"Reduce: {latex(answer)}.",
+                f"Check with decimals: {a / b:.3f} + {c / d:.3f} = {a / b + c / d:.3f}, and {latex(answer)} = {float(answer):.3f}. Correct.",
+                f"So the answer is {latex(answer)}."]
+    if template == "percent":
+        pct, base = n[0], n[1]
+        return [f"1% of {base} is {latex(Fraction(base, 100))}.", f"10% of {base} is {latex(Fraction(base, 10))}.",
+                f"{pct}% is {pct} times 1%: {pct} * {base} / 100 = {pct * base} / 100 = {latex(answer)}.",
+                f"So {pct}% of {base} is {latex(answer)}."]
+    if template == "larger_root":
+        s_, t = n[1], n[2]
+        q = int(answer)
+        p = s_ - q
+        return [f"I need two numbers with sum {s_} and product {t}.", f"Try {p} and {q}: {p} + {q} = {s_}, {p} * {q} = {t}.",
+                f"So x^2 - {s_}x + {t} = (x - {p})(x - {q}), and the roots are {p} and {q}.",
+                f"The larger root is {q}."]
+    if template == "linear_equation":
+        a, b, c = n[:3]
+        return [f"Subtract {b} from both sides: {a}x = {c} - {b} = {c - b}.",
+                f"Divide by {a}: x = {c - b} / {a} = {latex(answer)}.", f"So x = {latex(answer)}."]
+    if template == "average":
+        a, b, c = n[:3]
+        return [f"{a} + {b} = {a + b}.", f"{a + b} + {c} = {a + b + c}.",
+                f"{a + b + c} / 3 = {latex(answer)}.", f"So the average is {latex(answer)}."]
+    return [f"So the answer is {latex(answer)}."]
+
+
+STEP = re.compile(r"(-?\d+(?: [-+*] -?\d+)+) = (-?\d+)")
+
+
+def _slip(trace: list[str], rng: random.Random) -> list[str] | None:
+    """The trace with one arithmetic slip caught and redone: "Wait, 7 * 8 is 56, not 54 — redo."
+    None when the trace has no step of the form `a op b = c`."""
+    steps = [i for i, s in enumerate(trace) if STEP.search(s) and not s.startswith("Check")]
+    if not steps:
+        return None
+    i = rng.choice(steps)
+    expression, value = STEP.search(trace[i]).groups()
+    wrong = int(value) + rng.choice([-2, -1, 1, 2, 10])
+    slipped = trace[i].replace(f"{expression} = {value}", f"{expression} = {wrong}", 1)
+    return trace[:i] + [slipped, f"Wait, {expression} is {value}, not {wrong}. Redo that step.",
+                        trace[i]] + trace[i + 1:]
+
+
+
+
+
+def code_family(name: str) -> dict:
+    [family] = [f for f in code_families() if f["family"] == name]
+    return family
+
+
+def code_traces(problem: dict, rng: random.Random) -> list[tuple[list[str], str]]:
+    """Distinct (reasoning steps, program) pairs for one code problem.
+
+    A tier-1 family's trace reasons about the approach and the edge cases before the program,
+    checks the idea on an example (run here, so the trace quotes what the code really returns),
+    and in one style catches its own slip: it drafts one of the family's weaker programs, tests it
+    on the hard edge case, names the mistake and fixes it. The programs are the golden one and the
+    family's alternatives. A tier-2 family gets a short generic plan and the golden program.
+    """
+    family = code_family(problem["family"])
+    fill = lambda text: Template(text).substitute(problem["variant"])               # noqa: E731
     name = re.search(r"`(\w+)\(", problem["prompt"])
     what = f"the function `{name.group(1)}`" if name else "a program that reads stdin"
-    return [[f"I need {what}.", "I will handle the edge cases first, then the main loop."],
-            [f"The task asks for {what}.", "A single pass over the input is fast enough."],
-            [f"Write {what}.", "Check the empty input and the large input sizes."]]
+    if "plan" not in family:
+        return [([f"I need {what}.", "I will handle the edge cases first, then the main loop."],
+                 problem["solution"]),
+                ([f"The task asks for {what}.", "A single pass over the input is fast enough."],
+                 problem["solution"]),
+                ([f"Write {what}.", "Check the empty input and the large input sizes."],
+                 problem["solution"])]
+    programs = [problem["solution"]] + [fill(a) for a in family["alternatives"]]
+    plan, edges = [fill(x) for x in family["plan"]], [fill(x) for x in family["edges"]]
+    hard = fill(family["tests"]["edge"][0])                       # the combined edge case
+    generator = {}
+    exec(fill(family["tests"]["typical"]), generator)
+    example = repr(generator["generate"](rng))
+    run = lambda program, argument: _result(family, fill, program, argument)        # noqa: E731
+    check = f"Check the idea on {example}: it gives {run(problem['solution'], example)}."
+    slip, draft = rng.choice(list(family["weaker"].items()))
+    draft = fill(draft)
+    wrong, right = run(draft, hard), run(problem["solution"], hard)
+    correction = [f"First draft: `{_key_line(draft)}`.",
+                  f"Test the draft on {hard}: it gives {wrong}, but the answer is {right}.",
+                  f"Wait, that is wrong: {fill(family['mistakes'][slip])}.",
+                  f"Fix it: `{_key_line(problem['solution'])}`.",
+                  f"Test again on {hard}: {right}. Correct now."]
+    return [([f"I need {what}.", *plan, *edges, check, "Now the program."], programs[0]),
+            ([f"The task: {what}.", "Edge cases first.", *edges, "Approach:", *plan, check],
+             programs[1 % len(programs)]),
+            ([f"I need {what}.", *plan, *correction, *edges[:1], check], programs[0]),
+            ([f"Write {what}.", plan[0], *edges, f"Hard case {hard}: the answer is {right}."],
+             programs[-1])]
+
+
+def _key_line(program: str) -> str:
+    """The line of a short program that does the work: its return or print."""
+    lines = [line.strip() for line in program.strip().splitlines()]
+    return next((line for line in reversed(lines) if line.startswith(("return", "print"))),
+                lines[-1])
+
+
+def _result(family: dict, fill, program: str, argument: str) -> str:
+    """What `program` returns (or prints) for `argument`, run here: the kit's own programs only."""
+    try:
+        if family["kind"] == "function":
+            return repr(_call(program, fill(family["entry"]), argument))
+        return repr(_run_stdio(program, eval(argument)).strip())
+    except Exception as err:                       # a weaker draft may crash: say how
+        return f"an error ({type(err).__name__})"
 
 
 def responses(problem: dict, rng: random.Random, count: int, incomplete_rate: float) -> list[dict]:
     """`count` teacher replies to one query (some repeated, some cut off mid-thought)."""
     if problem["domain"] == "math":
-        traces, final = math_traces(problem), boxed_answer(problem["answer"])
-        contents = [c.format(x=final) for c in CLOSERS]
+        final = boxed_answer(problem["answer"])
+        traces = [(steps, c.format(x=final)) for steps in math_traces(problem, rng)
+                  for c in CLOSERS]
     else:
-        traces = code_traces(problem)
-        contents = [f"```python\n{problem['solution'].rstrip()}\n```"]
+        traces = [(steps, f"```python\n{program.rstrip()}\n```")
+                  for steps, program in code_traces(problem, rng)]
     replies = []
     for _ in range(count):
-        steps = [s for s in [rng.choice(OPENERS)] + rng.choice(traces) if s]
-        reasoning, content = "\n".join(steps), rng.choice(contents)
+        steps, content = rng.choice(traces)
+        reasoning = "\n".join(s for s in [rng.choice(OPENERS)] + steps if s)
         if rng.random() < incomplete_rate:          # the teacher ran out of tokens mid-thought
             reasoning, content = reasoning[:rng.randrange(1, len(reasoning))], ""
         replies.append({"role": "assistant", "reasoning_content": reasoning, "content": content})
@@ -156,7 +374,7 @@ def light_response(problem: dict) -> dict:
 
 # ---- the raw pool and the paper's three cleaning steps ----------------------------------------
 
-def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: int,
+def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: list[int],
                  max_candidates: int, incomplete_rate: float, seed: int = 0) -> list[dict]:
     """Teacher replies for freshly drawn queries: 1..max_candidates replies each, before cleaning.
 
@@ -166,7 +384,8 @@ def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: in
     drawn, queries = math_problems(max(math_per_tier), seed=seed + 1000), []
     for tier, n in enumerate(math_per_tier, 1):
         queries += [p for p in drawn if p["tier"] == tier][:n]
-    queries += code_problems(code_families, code_variants, typical_tests=1, seed=seed)
+    queries += code_problems(code_families, code_variants, typical_tests=1, seed=seed,
+                             every_variant=True)     # every constant of a tier-1 family
     records = []
     for problem in queries:
         for reply in responses(problem, rng, rng.randint(1, max_candidates), incomplete_rate):

@@ -38,6 +38,25 @@ def sample_answers(model, tokenizer, prompts: list[str], n: int, temperature: fl
     return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
+def bootstrap_interval(values: list[float], confidence: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (one value per problem: problems,
+    not samples, are the units that vary). A paired difference is the same call on the per-problem
+    differences.
+
+    >>> bootstrap_interval([1.0] * 5)
+    (1.0, 1.0)
+    """
+    import random
+
+    if not values:
+        raise ValueError("bootstrap_interval needs at least one value.")
+    rng, n = random.Random(seed), len(values)
+    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
+
+
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
     """The token ids of one user turn rendered with the chat template, ready for the reply."""
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
@@ -52,7 +71,8 @@ def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, tempera
     A reply is correct when the math verifier accepts its boxed answer, or when its program passes
     every test (for code the reward under `scheme` is reported too). pass@1 is the mean over
     problems of the fraction of correct samples (greedy when temperature is 0, then one sample).
-    Returns overall, per-domain and per-tier pass@1, and one row per problem with its first reply.
+    Returns overall and per-domain pass@1, per tier for math (`by_tier`) and for code
+    (`code_by_tier`), and one row per problem with its first reply.
     """
     from ..infer import SamplingParams, generate
     from ..tasks.rewards import score
@@ -83,9 +103,12 @@ def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, tempera
     def mean(selected):
         return sum(r["pass_at_1"] for r in selected) / len(selected) if selected else None
 
-    tiers = sorted({r["tier"] for r in rows if r["tier"] is not None})
+    def tiers(domain):
+        chosen = [r for r in rows if r["domain"] == domain and r["tier"] is not None]
+        return {t: mean([r for r in chosen if r["tier"] == t])
+                for t in sorted({r["tier"] for r in chosen})}
+
     return dict(pass_at_1=mean(rows), samples=samples,
                 math=mean([r for r in rows if r["domain"] == "math"]),
                 code=mean([r for r in rows if r["domain"] == "code"]),
-                by_tier={t: mean([r for r in rows if r["tier"] == t]) for t in tiers},
-                rows=rows)
+                by_tier=tiers("math"), code_by_tier=tiers("code"), rows=rows)

@@ -46,10 +46,9 @@ def start_model(profile, start: str, runs_root=None, variant: str = "full", prog
 
 
 def rl_problems(problems: list[dict], cfg) -> list[dict]:
-    """The problems a run trains (and is evaluated) on: the chosen math tiers, code if enabled."""
-    return [p for p in problems
-            if (p["domain"] == "math" and p.get("tier") in cfg.math_tiers)
-            or (p["domain"] == "code" and cfg.code)]
+    """The problems a run trains (and is evaluated) on: the chosen math and code tiers."""
+    tiers = {"math": cfg.math_tiers, "code": cfg.code_tiers}
+    return [p for p in problems if p.get("tier") in tiers[p["domain"]]]
 
 
 def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
@@ -123,9 +122,9 @@ def summarise(metrics: list[dict], seconds: float) -> dict:
 def seamless_workload(profile, runs_root=None, progress: bool = True) -> SimpleNamespace:
     """Notebook 09's measured workload, also timed by `benchmarks/bench_seamless.py`: the SFT model
     (built if missing), a mix of `seamless.workload_size` training problems of which a
-    `code_share` are code and the rest math of `rl.math_tiers` (code problems repeat when there are
-    too few), the rl section resized by the `seamless` section, and the first
-    `validation_problems` held-out problems of the same kinds for Table 3.
+    `code_share` are code of `seamless.code_tiers` and the rest math of `rl.math_tiers` (problems
+    repeat when there are too few), the rl section resized by the `seamless` section, and a mix of
+    at most `validation_problems` held-out problems of the same kinds for Table 3.
 
     Returns a namespace: model_dir, problems (the mix), heldout, cfg (an RLSection)."""
     profile = as_profile(profile)
@@ -134,17 +133,18 @@ def seamless_workload(profile, runs_root=None, progress: bool = True) -> SimpleN
     problems_dir = ensure_problems(profile, runs_root)
     cfg = profile.rl.with_overrides(batch_prompts=s.batch_prompts, group_size=s.group_size,
                                     rollout_batch=s.rollout_batch, max_new_tokens=s.max_new_tokens,
-                                    reward_workers=s.reward_workers, code=s.code_share > 0,
-                                    dynamic_sampling=True)
+                                    reward_workers=s.reward_workers, dynamic_sampling=True,
+                                    code_tiers=s.code_tiers if s.code_share > 0 else [])
 
     def mix(problems: list[dict], size: int) -> list[dict]:
         rng = random.Random(profile.seed)
-        code = [p for p in problems if p["domain"] == "code"]
+        code = [p for p in problems if p["domain"] == "code" and p.get("tier") in cfg.code_tiers]
         math = [p for p in problems if p["domain"] == "math" and p.get("tier") in cfg.math_tiers]
-        n_code = round(size * s.code_share) if code else 0
+        n_code = round(size * s.code_share)
         if (n_code and not code) or (size - n_code and not math):
-            raise ValueError(f"The seamless workload needs code and math problems (tiers {cfg.math_tiers}): "
-                             "rebuild the problems with code_families ≥ 1, or set seamless.code_share.")
+            raise ValueError(f"The seamless workload needs code problems of tiers {cfg.code_tiers} and math "
+                             f"problems of tiers {cfg.math_tiers}: check problems.code_variants and "
+                             "seamless.code_tiers, or set seamless.code_share.")
         rng.shuffle(code)
         rng.shuffle(math)
         return [code[k % len(code)] for k in range(n_code)] + [math[k % len(math)] for k in range(size - n_code)]
@@ -153,7 +153,6 @@ def seamless_workload(profile, runs_root=None, progress: bool = True) -> SimpleN
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     heldout = mix(heldout, min(s.validation_problems, len(heldout)))
     return SimpleNamespace(model_dir=model_dir, problems=train, heldout=heldout, cfg=cfg)
-
 
 def rl_metrics(folder: Path) -> list[dict]:
     return read_metrics(Path(folder) / "metrics.jsonl")

@@ -129,9 +129,10 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
                    temperature=cfg.eval_temperature, top_p=0.95,
                    max_new_tokens=cfg.eval_max_new_tokens, seed=seed, scheme="soft")
     code = [row["reward"] for row in r["rows"] if row["domain"] == "code"]
-    answers = Counter(str(row["tier"]) for row in r["rows"] if row["tier"] is not None)
+    answers = Counter(str(row["tier"]) for row in r["rows"] if row["domain"] == "math")
     return dict(pass_at_1=r["pass_at_1"], math=r["math"], code=r["code"],
                 code_soft=sum(code) / len(code) if code else None,
+                code_problems={row["id"]: row["pass_at_1"] for row in r["rows"] if row["domain"] == "code"},
                 by_tier={str(k): v for k, v in r["by_tier"].items()},
                 answers=len(r["rows"]) * r["samples"],          # sampled answers behind pass_at_1
                 answers_by_tier={t: n * r["samples"] for t, n in answers.items()})

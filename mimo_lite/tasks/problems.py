@@ -3,12 +3,14 @@
 MiMo trains RL only on problems a rule can check: 100K math problems (checked with Math-Verify)
 and 30K code problems (checked by running test cases), report §3.2. The kit generates its suites
 from the templates in `templates/` beside this file (package data, so an installed copy has them):
-math in four difficulty tiers, Python problems in nine families. One problem per line:
+math in four difficulty tiers, Python problems in two tiers of families (tier 1: one-line
+program shapes with a constant from the prompt, which a toy model can learn; tier 2: longer
+programs). One problem per line:
 
     id, domain ("math" | "code"), prompt (the user turn)
     math: answer (the exact answer, checked with Math-Verify), solution (worked), tier, template
     code: tests (each {"input", "output"} or {"code": "assert ..."}, with its "level" once graded),
-          solution (the golden program), family, variant
+          solution (the golden program), tier, family, variant
 
 `ensure_problems(profile)` builds both suites, grades every code test Easy/Medium/Hard from the
 pass rates of the golden and the weaker solutions, and writes `runs/<profile>/problems/`
@@ -22,6 +24,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import random
 import sys
@@ -39,7 +42,7 @@ from .rewards import LEVELS
 from .sandbox import WORKERS, Limits, parse_test
 
 DATA = Path(__file__).resolve().parent / "templates"
-FORMAT = 1          # bump when the generated files change for the same templates and settings
+FORMAT = 2          # bump when the generated files change for the same templates and settings
 
 
 # ---- reading, checking and writing problem files --------------------------------------------
@@ -147,6 +150,15 @@ def code_families() -> list[dict]:
     return yaml.safe_load((DATA / "code.yaml").read_text())
 
 
+def family_variants(family: dict) -> list[dict]:
+    """A family's variants: written out (a list), or every integer of each range (a dict)."""
+    variants = family["variants"]
+    if isinstance(variants, list):
+        return variants
+    ranges = [range(low, high + 1) for low, high in variants.values()]
+    return [dict(zip(variants, values)) for values in itertools.product(*ranges)]
+
+
 def code_solutions(problem: dict) -> dict[str, str]:
     """The golden solution and the weaker ones of a code problem, by name."""
     [family] = [f for f in code_families() if f["family"] == problem["family"]]
@@ -155,31 +167,46 @@ def code_solutions(problem: dict) -> dict[str, str]:
             **{name: fill(code) for name, code in family["weaker"].items()}}
 
 
-def code_problems(families: int, variants: int, typical_tests: int, seed: int = 0) -> list[dict]:
-    """The first `variants` problems of the first `families` families; typical, edge, large tests."""
+def code_problems(families: int, variants: list[int], typical_tests: int, seed: int = 0,
+                  every_variant: bool = False) -> list[dict]:
+    """Code problems of the first `families` families of each tier: `variants[t - 1]` problems per
+    family of tier t (a tier-1 family's constants drawn by a seeded shuffle of its range; 0 leaves
+    the tier out), or every variant with `every_variant`. Typical, edge and large tests."""
     problems = []
-    for family in code_families()[:families]:
-        for index, variant in enumerate(family["variants"][:variants]):
-            fill = lambda text: Template(text).substitute(variant)               # noqa: E731
-            problem_id = f"code-{family['family']}-{index}"
-            rng = random.Random(f"{seed}-{problem_id}")
-            generator = {}
-            exec(fill(family["tests"]["typical"]), generator)
-            typical = [repr(generator["generate"](rng)) for _ in range(typical_tests)]
-            arguments = list(dict.fromkeys(typical + [fill(e) for e in family["tests"]["edge"]]))
-            large = [fill(e) for e in family["tests"]["large"]]
-            reference = fill(family["reference"])
-            if family["kind"] == "function":
-                entry = fill(family["entry"])
-                tests = [{"code": f"assert {entry}({a}) == {_call(reference, entry, a)!r}"}
-                         for a in arguments + large]
-            else:
-                inputs = [eval(a) for a in arguments + large]
-                tests = [{"input": text, "output": _run_stdio(reference, text)} for text in inputs]
-            problems.append({"id": problem_id, "domain": "code", "prompt": fill(family["prompt"]),
-                             "tests": tests, "solution": reference,
-                             "family": family["family"], "variant": variant})
+    by_tier: dict[int, list[dict]] = {}
+    for family in code_families():
+        by_tier.setdefault(family["tier"], []).append(family)
+    for tier, tier_families in sorted(by_tier.items()):
+        count = variants[tier - 1] if tier <= len(variants) else 0
+        for family in tier_families[:families]:
+            indexed = list(enumerate(family_variants(family)))
+            if isinstance(family["variants"], dict):        # spread the draw over the range
+                random.Random(f"{seed}-variants-{family['family']}").shuffle(indexed)
+            for index, variant in indexed if every_variant and count else indexed[:count]:
+                problems.append(_code_problem(family, index, variant, typical_tests, seed))
     return problems
+
+
+def _code_problem(family: dict, index: int, variant: dict, typical_tests: int, seed: int) -> dict:
+    fill = lambda text: Template(text).substitute(variant)                      # noqa: E731
+    problem_id = f"code-{family['family']}-{index}"
+    rng = random.Random(f"{seed}-{problem_id}")
+    generator = {}
+    exec(fill(family["tests"]["typical"]), generator)
+    typical = [repr(generator["generate"](rng)) for _ in range(typical_tests)]
+    arguments = list(dict.fromkeys(typical + [fill(e) for e in family["tests"]["edge"]]))
+    large = [fill(e) for e in family["tests"]["large"]]
+    reference = fill(family["reference"])
+    if family["kind"] == "function":
+        entry = fill(family["entry"])
+        tests = [{"code": f"assert {entry}({a}) == {_call(reference, entry, a)!r}"}
+                 for a in arguments + large]
+    else:
+        inputs = [eval(a) for a in arguments + large]
+        tests = [{"input": text, "output": _run_stdio(reference, text)} for text in inputs]
+    return {"id": problem_id, "domain": "code", "prompt": fill(family["prompt"]), "tests": tests,
+            "solution": reference, "tier": family["tier"], "family": family["family"],
+            "variant": variant}
 
 
 def _call(program: str, entry: str, argument: str):
@@ -212,11 +239,11 @@ def _run_stdio(program: str, stdin: str) -> str:
 # ---- splits and the cached build ------------------------------------------------------------
 
 def split_problems(problems: list[dict], heldout_fraction: float, seed: int = 0):
-    """Train and held-out splits: math stratified by tier, code over all families."""
+    """Train and held-out splits stratified by domain and tier (code over all families of a tier)."""
     train, heldout = [], []
     strata = {}
     for p in problems:
-        strata.setdefault(p["tier"] if p["domain"] == "math" else "code", []).append(p)
+        strata.setdefault(p["tier"] if p["domain"] == "math" else f"code-t{p['tier']}", []).append(p)
     for key, group in strata.items():
         group = group[:]
         random.Random(f"{seed}-split-{key}").shuffle(group)

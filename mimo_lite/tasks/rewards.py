@@ -19,6 +19,9 @@ problem has (a problem with only Easy and Hard tests gives each 1/2).
 
 from __future__ import annotations
 
+import functools
+import json
+
 from .sandbox import Limits, run_tests
 from .verify import extract_program, math_answer_is_correct
 
@@ -71,11 +74,18 @@ def code_reward(completion: str, tests: list[dict], scheme: str = "soft",
     program = extract_program(completion)
     if program is None:
         return 0.0
-    passed = [r.passed for r in run_tests(program, tests, limits)]
+    passed = list(_passed(program, json.dumps(tests, sort_keys=True), limits or Limits()))
     levels = [t.get("level") for t in tests]
     if scheme == "vanilla" or None in levels:
         return vanilla_code_reward(passed)
     return test_difficulty_reward(levels, passed, scheme)
+
+
+@functools.lru_cache(maxsize=4096)
+def _passed(program: str, tests: str, limits: Limits) -> tuple[bool, ...]:
+    """Each test's verdict for one program, run once: a group of G answers often holds the same
+    program several times, and the sandbox (one process per test) is the slow part of a reward."""
+    return tuple(r.passed for r in run_tests(program, json.loads(tests), limits))
 
 
 def score(problem: dict, completion: str, scheme: str = "soft",

@@ -39,7 +39,7 @@ from .run import Run, read_metrics
 IGNORE = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANTS = ("full", "lora", "light")
-DATA_FORMAT = 3            # bump when the teacher's traces change for the same settings
+DATA_FORMAT = 4            # bump when the teacher's traces change for the same settings
 
 
 class Skip(ValueError):
@@ -112,6 +112,31 @@ def prepare(records: list[dict], tokenizer, max_len: int) -> tuple[list[tuple], 
         raise ValueError(f"No usable SFT conversation among {len(records)} records "
                          f"(skipped: {dict(skipped)}).")
     return examples, skipped
+
+
+def reply_statistics(records: list[dict], tokenizer, max_len: int) -> dict:
+    """What the SFT set teaches, per group ("math t2", "code t1"): replies, assistant tokens per reply
+    (the trained tokens of `encode`: mean, median, max), the share of all assistant tokens, and
+    the share of replies that catch and redo a slip ("Wait, ..."). Skipped records are left out."""
+    groups: dict[str, list[tuple[int, bool]]] = {}
+    for record in records:
+        try:
+            _, labels = encode(tokenizer, record["messages"], max_len)
+        except Skip:
+            continue
+        key = f"{record['domain']} t{record['tier']}"
+        slip = "Wait," in (record["messages"][-1].get("reasoning_content") or "")
+        groups.setdefault(key, []).append((sum(l != IGNORE for l in labels), slip))
+    total = sum(n for rows in groups.values() for n, _ in rows)
+    stats = {}
+    for key in sorted(groups):
+        lengths = sorted(n for n, _ in groups[key])
+        stats[key] = dict(replies=len(lengths), mean=sum(lengths) / len(lengths),
+                          median=float(lengths[len(lengths) // 2]), max=lengths[-1],
+                          token_share=sum(lengths) / total,
+                          self_correcting=sum(slip for _, slip in groups[key]) / len(lengths),
+                          lengths=lengths)
+    return stats
 
 
 # ---- packing ----------------------------------------------------------------------------------
