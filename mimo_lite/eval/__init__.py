@@ -38,23 +38,20 @@ def sample_answers(model, tokenizer, prompts: list[str], n: int, temperature: fl
     return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def bootstrap_interval(values: list[float], confidence: float = 0.95, resamples: int = 2000,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (one value per problem: problems,
+def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of `values` (one value per problem: problems,
     not samples, are the units that vary). A paired difference is the same call on the per-problem
-    differences.
+    differences. `intervals.bootstrap` does the resampling.
 
     >>> bootstrap_interval([1.0] * 5)
     (1.0, 1.0)
     """
-    import random
+    from .intervals import bootstrap
 
     if not values:
         raise ValueError("bootstrap_interval needs at least one value.")
-    rng, n = random.Random(seed), len(values)
-    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(resamples))
-    tail = (1 - confidence) / 2
-    return means[int(tail * resamples)], means[min(resamples - 1, int((1 - tail) * resamples))]
+    r = bootstrap(list(values), lambda xs: sum(xs) / len(xs), reps=resamples, seed=seed)
+    return r["low"], r["high"]
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
