@@ -54,7 +54,7 @@ from ..eval import prompt_ids
 from .batches import ProblemSampler, zero_advantage
 from .executor import Scored, log_unscored
 from .grpo import group_advantages
-from .seamless_sim import MODES, TABLE2_MODES, SimConfig, SimResult, StepRecord, row
+from .seamless_sim import MODES, TABLE2_MODES, SimConfig, SimResult, StepRecord, enough_in_flight, row
 
 ROLLOUT_MODES = TABLE2_MODES          # the choices of rl.rollout_mode
 _LAUNCH = SimConfig()                  # the simulator's launch rule constants: prior_valid, launch_margin
@@ -240,12 +240,9 @@ class _Step:
         p̂ the share of this step's finished groups that were valid, shrunk towards a prior."""
         if self.flags["launch"] != "on_demand" or self.selected is not None:
             return
-        prior = 4.0
         while len(self.running) < self.slots and len(self.tasks) < self._cap():
-            p_hat = (len(self.valid_done) + prior * _LAUNCH.prior_valid) / (self.done_groups + prior)
             sure = sum(t.surely_valid for t in self.tasks if not t.done)
-            if len(self.valid_done) + sure + p_hat * (self.active - sure) >= \
-                    (1 + _LAUNCH.launch_margin) * self.B:
+            if enough_in_flight(_LAUNCH, len(self.valid_done), self.done_groups, sure, self.active, self.B):
                 return
             self._launch(self.draw(1)[0])
 

@@ -392,10 +392,8 @@ class _Rollout:
         if self.flags["launch"] != "on_demand" or self.selected_groups is not None:
             return
         while self.free:
-            prior = 4.0
-            p_hat = (self.valid_done + prior * self.cfg.prior_valid) / (self.done_groups + prior)
-            undecided = self.active_groups - self.known_valid_active
-            if self.valid_done + self.known_valid_active + p_hat * undecided >= (1 + self.cfg.launch_margin) * self.cfg.batch_groups:
+            if enough_in_flight(self.cfg, self.valid_done, self.done_groups, self.known_valid_active,
+                                self.active_groups, self.cfg.batch_groups):
                 return
             self._launch(1)
 
@@ -588,3 +586,15 @@ def sweep(config: SimConfig, modes=("naive", "early_termination"), workers=(8, 1
                 for r in table(cfg, modes, steps, seed):
                     rows.append(dict(r, length_sigma=sigma, code_reward_s=latency, batch_groups=batch))
     return rows
+
+
+def enough_in_flight(cfg: SimConfig, valid_done: int, done_groups: int, known_valid_active: int,
+                     active_groups: int, batch_groups: int) -> bool:
+    """Continuous rollout's launch rule, shared by the simulator and `rl/seamless.py`: the tasks
+    in flight suffice when valid so far + known-valid active + p̂ · other active ≥ (1 + margin) · B,
+    p̂ being this step's share of valid finished groups, shrunk towards `cfg.prior_valid` with the
+    weight of 4 groups."""
+    prior = 4.0
+    p_hat = (valid_done + prior * cfg.prior_valid) / (done_groups + prior)
+    undecided = active_groups - known_valid_active
+    return valid_done + known_valid_active + p_hat * undecided >= (1 + cfg.launch_margin) * batch_groups
