@@ -7,7 +7,10 @@ seeds, one engine of `seamless.rollout_batch` rows, `seamless.reward_workers` re
 The virtual clock counts engine steps and prices scoring with `VirtualCost` (the same on any
 machine); the wall clock times the rollout phase on this one.
 
-    PYTHONPATH=. python benchmarks/bench_seamless.py [--profile toy] [--runs-root DIR]
+    PYTHONPATH=. python benchmarks/bench_seamless.py [--profile toy] [--runs-root DIR] [--set KEY=VALUE ...]
+
+`--set device=cuda` puts the generator on the GPU (rewards stay on CPU processes); `--set
+seamless.rollout_batch=256` and the like resize the workload without another SFT model.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 import torch
 from transformers import AutoTokenizer
 
+from mimo_lite.cli import parse_settings
 from mimo_lite.model import MiMoForCausalLM
 from mimo_lite.profile import load_profile
 from mimo_lite.rl.executor import RewardExecutor
@@ -31,20 +35,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="toy")
     parser.add_argument("--runs-root", default=None, help="where runs/<profile>/ lives (default: the kit's runs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one profile setting (repeatable), e.g. --set device=cuda")
     args = parser.parse_args()
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, parse_settings(args.set))
     profile.use_threads()
     s, cost = profile.seamless, VirtualCost()
     w = seamless_workload(profile, args.runs_root, progress=False)
     cfg = w.cfg
-    model = MiMoForCausalLM.from_pretrained(w.model_dir).eval()
+    model = MiMoForCausalLM.from_pretrained(w.model_dir).to(profile.torch_device()).eval()
     tokenizer = AutoTokenizer.from_pretrained(w.model_dir)
     backend = EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.rollout_batch)
     code = sum(p["domain"] == "code" for p in w.problems)
     print(f"profile {profile.name}: {s.steps} step(s) per mode, B = {cfg.batch_prompts} valid groups × G = "
           f"{cfg.group_size}, one engine of {cfg.rollout_batch} rows, ≤ {cfg.max_new_tokens} new tokens, "
           f"{cfg.reward_workers} reward worker(s), {len(w.problems)} problems ({code} code), seed {profile.seed}, "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}, generator on {profile.torch_device()}")
     start = time.perf_counter()
     with RewardExecutor(cfg.reward_workers, cfg.code_scheme) as executor:
         measured = {m: measure(backend, executor, w.problems, tokenizer, cfg, m, steps=s.steps, seed=profile.seed,
