@@ -35,22 +35,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="toy")
     parser.add_argument("--runs-root", default=None, help="where runs/<profile>/ lives (default: the kit's runs/)")
+    parser.add_argument("--model", default=None,
+                        help="a checkpoint folder to generate with instead of the profile's SFT model")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one profile setting (repeatable), e.g. --set device=cuda")
     args = parser.parse_args()
     profile = load_profile(args.profile, parse_settings(args.set))
     profile.use_threads()
     s, cost = profile.seamless, VirtualCost()
-    w = seamless_workload(profile, args.runs_root, progress=False)
+    w = seamless_workload(profile, args.runs_root, progress=False, model_dir=args.model)
     cfg = w.cfg
-    model = MiMoForCausalLM.from_pretrained(w.model_dir).to(profile.torch_device()).eval()
+    model = MiMoForCausalLM.from_pretrained(w.model_dir).to(profile.torch_device).eval()
     tokenizer = AutoTokenizer.from_pretrained(w.model_dir)
     backend = EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.rollout_batch)
     code = sum(p["domain"] == "code" for p in w.problems)
     print(f"profile {profile.name}: {s.steps} step(s) per mode, B = {cfg.batch_prompts} valid groups × G = "
           f"{cfg.group_size}, one engine of {cfg.rollout_batch} rows, ≤ {cfg.max_new_tokens} new tokens, "
           f"{cfg.reward_workers} reward worker(s), {len(w.problems)} problems ({code} code), seed {profile.seed}, "
-          f"torch threads {torch.get_num_threads()}, generator on {profile.torch_device()}")
+          f"torch threads {torch.get_num_threads()}, generator on {profile.torch_device}")
     start = time.perf_counter()
     with RewardExecutor(cfg.reward_workers, cfg.code_scheme) as executor:
         measured = {m: measure(backend, executor, w.problems, tokenizer, cfg, m, steps=s.steps, seed=profile.seed,

@@ -119,17 +119,19 @@ def summarise(metrics: list[dict], seconds: float) -> dict:
                 train_seconds=sum(m["step_s"] for m in steps), seconds=round(seconds, 1))
 
 
-def seamless_workload(profile, runs_root=None, progress: bool = True) -> SimpleNamespace:
+def seamless_workload(profile, runs_root=None, progress: bool = True, model_dir=None) -> SimpleNamespace:
     """Notebook 09's measured workload, also timed by `benchmarks/bench_seamless.py`: the SFT model
     (built if missing), a mix of `seamless.workload_size` training problems of which a
     `code_share` are code of `seamless.code_tiers` and the rest math of `rl.math_tiers` (problems
     repeat when there are too few), the rl section resized by the `seamless` section, and a mix of
     at most `validation_problems` held-out problems of the same kinds for Table 3.
 
+    `model_dir`: generate with this checkpoint instead (a model trained elsewhere).
+
     Returns a namespace: model_dir, problems (the mix), heldout, cfg (an RLSection)."""
     profile = as_profile(profile)
     s = profile.seamless
-    model_dir = start_model(profile, "sft", runs_root, progress=progress)
+    model_dir = Path(model_dir) if model_dir else start_model(profile, "sft", runs_root, progress=progress)
     problems_dir = ensure_problems(profile, runs_root)
     cfg = profile.rl.with_overrides(batch_prompts=s.batch_prompts, group_size=s.group_size,
                                     rollout_batch=s.rollout_batch, max_new_tokens=s.max_new_tokens,
