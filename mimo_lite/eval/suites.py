@@ -89,12 +89,16 @@ def load_suite(suite: str | Path, profile: str = "toy", runs_root: str | Path | 
 
 def read_records(path: Path) -> list[dict]:
     """The records of a local file; ValueError names the file and the line that cannot be read."""
-    if path.suffix == ".parquet":
-        from datasets import Dataset
-        return Dataset.from_parquet(str(path)).to_list()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        if path.suffix == ".parquet":
+            from datasets import Dataset
+            return Dataset.from_parquet(str(path)).to_list()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read as a problem file ({type(err).__name__}: "
+                         f"{str(err)[:80]}): give a .jsonl, .jsonl.gz, .json or .parquet file.") from None
     if path.suffix == ".json":
         try:
             records = json.loads(text)
@@ -141,6 +145,9 @@ def from_kit(record: dict) -> dict:
 
 def from_humaneval(record: dict) -> dict:
     """HumanEval: complete the function; its `check(candidate)` program is the one test."""
+    for key in ("task_id", "prompt", "test", "entry_point"):
+        if not isinstance(record[key], str):
+            raise TypeError(f"field {key!r} must be a string")
     return {"id": record["task_id"], "domain": "code", "source": "humaneval",
             "prompt": f"Complete this Python function.\n\n```python\n{record['prompt']}```\n\n"
                       f"{CODE_INSTRUCTION}",
