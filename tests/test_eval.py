@@ -275,3 +275,12 @@ def test_exported_lm_eval_tasks_are_well_formed_and_score_right_and_wrong(tmp_pa
         monkeypatch.syspath_prepend(str(tmp_path))
         loaded = utils.load_yaml_config(str(tmp_path / "kit_math.yaml"))
         assert callable(loaded["process_results"])
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    from mimo_lite.eval import estimators, suites
+    from mimo_lite.tasks import sandbox
+    for module in (estimators, stage, suites, sandbox):
+        assert doctest.testmod(module).failed == 0, module.__name__

@@ -1,7 +1,7 @@
 """Inside the sandbox: the first code a sandboxed child runs, before the solution's first line.
 
-`sandbox.py` starts `python -I -S -c <this file's text> JOB_FD RESULT_FD` in a session of its own,
-with an empty environment, inside a private working directory. This script then, in order:
+`sandbox.py` starts `python -I -S -c <this file's text> JOB_FD RESULT_FD [JUDGE_JOB_FD]` in a
+session of its own, with an empty environment, inside a private working directory. This script then, in order:
 
   1. reads its job (the program, the probe of an assertion test, the limits) and closes JOB_FD;
   2. keeps the standard library importable through open directory descriptors, because the
@@ -14,6 +14,9 @@ with an empty environment, inside a private working directory. This script then,
      nothing else; no TCP connect or bind; no signals to processes outside the sandbox;
   7. runs the program as `__main__`, then the probe, and writes the probe's value as a Python
      literal to RESULT_FD. The harness, not this process, compares it with the expected value.
+
+With a third descriptor, JUDGE_JOB_FD, the test is a multi-statement test program: a judge
+process is forked first and both are confined separately (see "a test program" below).
 
 Steps 3, 4 and 6 use what the kernel offers and report it on the first line of RESULT_FD; if
 neither 4 nor 6 is available the file system would be open, so the job is refused (exit 3).

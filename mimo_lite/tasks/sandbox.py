@@ -10,6 +10,12 @@ left side (the probe, `f(2)`) after the solution's code and sends back its value
 literal; the harness evaluates the right side (`4`) and compares. So the expected value never
 enters the sandbox, and no object the solution made takes part in the comparison.
 
+Any other `code` test is a test program: several statements (HumanEval's `check(candidate)`
+with `check(entry_point)`, MBPP's list of asserts) or an assertion against a computed value. It
+holds the expected values and decides the verdict, so it runs in a judge process beside the
+solution's (jail.py, "a test program"): the names it takes from the solution are proxies whose
+calls cross as plain values, and the verdict is "passed" only once the program ran to its end.
+
 Each test runs in a new process (`jail.py` sets it up; read it for the layers) with:
   - its own session and process group, killed as a whole (SIGKILL) at the wall-clock limit;
   - CPU-time, address-space, file-size (stdout is a file, so this caps output too), open-file
@@ -125,7 +131,7 @@ def free_names(tree: ast.AST) -> tuple[str, ...]:
     """The names a test program reads but never binds and that are not builtins: what it takes
     from the solution (HumanEval's entry point and the prompt's helpers, MBPP's function).
 
-    >>> free_names(ast.parse("def check(candidate):\n    assert candidate(1) == poly(2)\ncheck(f)"))
+    >>> free_names(ast.parse("def check(candidate):\\n    assert candidate(1) == poly(2)\\ncheck(f)"))
     ('f', 'poly')
     """
     loaded, bound = set(), set()
