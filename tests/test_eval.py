@@ -115,6 +115,24 @@ def test_the_cli_evaluates_a_checkpoint_directory(checkpoint, tmp_path, capsys):
     assert summary[0]["pass@1"]["estimate"] == pytest.approx(sum(r["pass@1"] for r in table) / 2)
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_qwen2_checkpoint_loads_as_the_kits_model_with_the_same_logits(checkpoint, tmp_path, tied):
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    torch.manual_seed(1)
+    reference = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        tie_word_embeddings=tied)).eval()
+    reference.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, _ = load_checkpoint(tmp_path)
+    ids = torch.tensor([[1, 5, 9, 30, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=0, atol=1e-5)
+
+
 # ---- errors that name the file -----------------------------------------------------------------
 
 def test_a_missing_or_broken_checkpoint_is_one_sentence(checkpoint, tmp_path, capsys):

@@ -65,9 +65,20 @@ def load_checkpoint(model: str | Path, profile: str = "toy", runs_root: str | Pa
     if not tokenizer.chat_template:
         raise ValueError(f"{path / 'tokenizer_config.json'} has no chat template: evaluate a chat "
                          f"checkpoint, or add a 'chat_template' to that file.")
-    config = MiMoConfig(**{k: v for k, v in json.loads((path / "config.json").read_text()).items()
-                           if k not in ("model_type", "architectures")})
-    return MiMoForCausalLM.from_pretrained(path, config=config).eval(), tokenizer
+    fields = json.loads((path / "config.json").read_text())
+    tied = fields.pop("tie_word_embeddings", False)          # small Qwen2 models share lm_head
+    config = MiMoConfig(**{k: v for k, v in fields.items() if k not in ("model_type", "architectures")})
+    if not tied:
+        return MiMoForCausalLM.from_pretrained(path, config=config).eval(), tokenizer
+    from transformers.utils import logging
+    quiet = logging.get_verbosity()
+    logging.set_verbosity_error()                            # lm_head is "missing": it is tied
+    try:
+        model = MiMoForCausalLM.from_pretrained(path, config=config).eval()
+    finally:
+        logging.set_verbosity(quiet)
+    model.lm_head.weight.data.copy_(model.model.embed_tokens.weight.data)
+    return model, tokenizer
 
 
 def reply_seed(seed: int, problem_id: str, sample: int) -> int:
