@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="toy", help="where run names and 'heldout' are looked up")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--out", default=None, help="default: runs/<profile>/eval/<model>-<suite>/")
+    p = sub.add_parser("report", help="write runs/<profile>/report/: the four models side by side, "
+                                      "pass@k, MTP acceptance and the speed figures of record")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p = sub.add_parser("export-lm-eval", help="write a suite as lm-evaluation-harness tasks")
     p.add_argument("--suite", default="heldout")
     p.add_argument("--format", default=None)
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
             print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
         elif args.command == "eval":
             run_eval(args)
+        elif args.command == "report":
+            from .report import write_report
+            print(write_report(args.profile, args.runs))
         elif args.command == "export-lm-eval":
             from .eval import export_lm_eval_tasks, load_suite
             problems = load_suite(args.suite, args.profile, args.runs, args.format)

@@ -87,6 +87,31 @@ def load_suite(suite: str | Path, profile: str = "toy", runs_root: str | Path | 
     return problems
 
 
+def spread(problems: list[dict], math: int, code: int) -> list[dict]:
+    """`math` math and `code` code problems, taken in turn from each tier (in the suite's order),
+    so that every tier is measured: the held-out subset notebook 10 evaluates. A tier that runs
+    out leaves its turn to the others.
+
+    >>> ps = [dict(id=f"m{t}{i}", domain="math", tier=t) for t in (1, 2) for i in range(3)]
+    >>> [p["id"] for p in spread(ps, math=3, code=0)]
+    ['m10', 'm20', 'm11']
+    """
+    chosen = []
+    for domain, n in (("math", math), ("code", code)):
+        tiers: dict = {}
+        for p in problems:
+            if p["domain"] == domain:
+                tiers.setdefault(p.get("tier"), []).append(p)
+        queues = [tiers[t] for t in sorted(tiers, key=str)]
+        taken = 0
+        for rank in range(max(map(len, queues), default=0)):
+            for queue in queues:
+                if rank < len(queue) and taken < n:
+                    chosen.append(queue[rank])
+                    taken += 1
+    return chosen
+
+
 def read_records(path: Path) -> list[dict]:
     """The records of a local file; ValueError names the file and the line that cannot be read."""
     try:
