@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .artifacts import runs_dir
 from .eval import summarise
-from .eval.intervals import fmt
+from .eval.intervals import bootstrap, compare, fmt
 from .eval.stage import eval_dir
 from .rl.seamless_sim import PAPER_TABLE2, PAPER_TABLE3
 
@@ -37,6 +37,7 @@ PAPER_TABLE5 = {
     "LiveCodeBench v6": {"base": 29.1, "rl_zero": 42.9, "sft": 45.5, "rl": 49.3},
 }
 PAPER_MTP = "about 90% for the first MTP layer, above 75% for the third (report §2.2, AIME24)"
+GAINS = (("sft", "base"), ("rl", "sft"), ("rl_zero", "base"), ("rl", "rl_zero"))   # what each stage adds
 NOTEBOOKS = {"05": "05_inference_mtp", "06": "06_sft", "07": "07_rewards", "09": "09_seamless_rollout"}
 
 
@@ -62,6 +63,19 @@ def metric(result: dict, name: str, **group) -> dict | None:
         if row["group"] == group:
             return row.get(name)
     return None
+
+
+def paired_gain(results: dict, better: str, than: str, name: str, domain: str) -> dict:
+    """How much model `better` raises metric `name` over model `than` on `domain`: the mean over
+    problems of the per-problem difference, with a 95% bootstrap interval over problems. Both
+    models answered the same problems, so the difference is paired: what is common to a problem
+    (its difficulty) cancels, and the interval is narrower than the two intervals side by side.
+    Its verdict: "higher" when the interval lies above 0, "lower" below, else "within noise"."""
+    a = {row["id"]: row[name] for row in results[better]["table"] if row["domain"] == domain}
+    b = {row["id"]: row[name] for row in results[than]["table"] if row["domain"] == domain}
+    gain = bootstrap([a[i] - b[i] for i in a if i in b], lambda xs: sum(xs) / len(xs))
+    zero = dict(low=0.0, high=0.0)
+    return dict(gain, verdict=compare(gain, zero))
 
 
 def largest_k(results: dict) -> int:
@@ -188,6 +202,14 @@ def _models_section(name: str, results: dict, out: Path) -> list[str]:
             cells = [fmt(metric(results[m], "pass@1", domain=domain, tier=t)) if results[m] else "not run"
                      for m in MODELS]
             lines.append(f"| {domain} tier {t} | " + " | ".join(cells) + " |")
+    lines += ["", "### Gains, paired over the same problems", "",
+              f"| gain | domain | pass@1 | pass@{k} |", "|---|---|---|---|"]
+    for better, than in GAINS:
+        if results[better] and results[than]:
+            for domain in (d for d in DOMAINS if counts[d]):
+                cells = [paired_gain(results, better, than, m, domain) for m in ("pass@1", f"pass@{k}")]
+                lines.append(f"| {MODELS[better]} − {MODELS[than]} | {domain} | "
+                             + " | ".join(f"{fmt(c, signed=True)} ({c['verdict']})" for c in cells) + " |")
     return lines + [""]
 
 
