@@ -2,8 +2,8 @@
 
 Nothing in the report is recomputed from models; it is read from what the runs left behind:
 
-  runs/<P>/eval/<model>-heldout/table.jsonl   the four models on the held-out problems (notebook 10,
-                                              or `mimo-lite eval`): one row per problem, c of n right
+  runs/<P>/eval/<model>-heldout_spread/       the four models on the held-out problems (notebook 10):
+                                              table.jsonl, one row per problem, c of n right
   runs/<P>/notebooks/NN_name.json             the figures each notebook recorded: 05 and 06 the MTP
                                               acceptance and decoding speed, 07 the sandbox's rate,
                                               09 the Seamless Rollout tables
@@ -26,7 +26,8 @@ from .eval.stage import eval_dir
 from .rl.seamless_sim import PAPER_TABLE2, PAPER_TABLE3
 
 MODELS = {"base": "Base", "rl_zero": "RL-Zero", "sft": "SFT", "rl": "RL"}   # Table 5's column order
-SUITE = "heldout"
+SUITE = "heldout_spread"   # notebook 10's held-out problems, taken tier by tier (`eval.spread`): kept apart
+#                            from eval/<model>-heldout/, where `mimo-lite eval` keeps its own settings
 DOMAINS = ("math", "code")
 # Table 5 of the report (facts file §6.3): pass@1 in %, MiMo-7B at 32K context, temperature 0.6.
 PAPER_TABLE5 = {
@@ -188,8 +189,8 @@ def _models_section(name: str, results: dict, out: Path) -> list[str]:
         lines.append(f"| {bench} | " + " | ".join(f"{row[m]:.1f}" for m in MODELS) + " |")
     lines.append("")
     if missing:
-        lines += ["Not run: " + ", ".join(MODELS[m] for m in missing) + f" (notebook 10, or `mimo-lite eval "
-                  f"--profile {name} --model <name>`).", ""]
+        lines += ["Not run: " + ", ".join(MODELS[m] for m in missing) + f" (notebook 10: `mimo-lite notebooks "
+                  f"--profile {name} --only 10`).", ""]
     pass_at_k_figure(results).savefig(out / "pass_at_k.png", dpi=110, bbox_inches="tight")
     tier_figure(results).savefig(out / "tiers.png", dpi=110, bbox_inches="tight")
     lines += ["### pass@k curves", "", "![pass@k](pass_at_k.png)", "",

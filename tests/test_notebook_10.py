@@ -72,7 +72,7 @@ def test_notebook_10_evaluates_the_four_models_and_writes_the_report(run_noteboo
 
     # the evaluations are on disk, and the report holds the table's numbers
     for model in ("base", "rl_zero", "sft", "rl"):
-        assert (smoke_runs / "smoke" / "eval" / f"{model}-heldout" / "table.jsonl").is_file()
+        assert (smoke_runs / "smoke" / "eval" / f"{model}-heldout_spread" / "table.jsonl").is_file()
     report = smoke_runs / "smoke" / "report" / "report.md"
     assert r["report"] == str(report)
     text = report.read_text()

@@ -10,14 +10,14 @@ from mimo_lite.cli import main
 from mimo_lite.eval import pass_at_k
 from mimo_lite.eval.intervals import fmt
 from mimo_lite.eval.stage import eval_dir
-from mimo_lite.report import MODELS, PAPER_TABLE5, eval_results, metric, write_report
+from mimo_lite.report import MODELS, PAPER_TABLE5, SUITE, eval_results, metric, write_report
 
 SAMPLES = 4
 
 
 def fake_evaluation(runs, model, rng):
     """A held-out table as `evaluate` writes it: 6 math problems in 2 tiers, 4 code in 2 tiers."""
-    folder = eval_dir("smoke", model, "heldout", runs)
+    folder = eval_dir("smoke", model, SUITE, runs)
     folder.mkdir(parents=True)
     rows = []
     for i, (domain, tier) in enumerate([("math", 1 + i % 2) for i in range(6)] + [("code", 1 + i % 2) for i in range(4)]):
