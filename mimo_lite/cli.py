@@ -57,6 +57,29 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     return done
 
 
+def run_eval(args) -> list[dict]:
+    """`mimo-lite eval`: a checkpoint on a suite; prints pass@k and avg@n with 95% intervals."""
+    from .eval import evaluate, load_checkpoint, load_suite, summarise
+    from .eval.intervals import fmt
+    from .eval.stage import eval_dir
+
+    problems = load_suite(args.suite, args.profile, args.runs, args.format)[:args.limit]
+    model, tokenizer = load_checkpoint(args.model, args.profile, args.runs)
+    out = Path(args.out) if args.out else eval_dir(args.profile, args.model, args.suite, args.runs)
+    print(f"[mimo-lite] {len(problems)} problems of {args.suite}, {args.model} -> {out}", flush=True)
+    table = evaluate(model, problems, out, k=tuple(args.k), samples=args.samples, tokenizer=tokenizer,
+                     temperature=args.temperature, top_p=args.top_p,
+                     max_new_tokens=args.max_new_tokens, seed=args.seed)
+    summary = summarise(table)
+    for row in summary:
+        group = ", ".join(f"{k}={v}" for k, v in row["group"].items()) or "all"
+        metrics = "  ".join(f"{m} {fmt(v)}" for m, v in row.items() if "@" in m)
+        print(f"{group:<24} {row['problems']:>5} problems  {metrics}")
+    from .artifacts import write_json
+    write_json(out / "summary.json", summary)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mimo-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,9 +100,37 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="full", choices=["full", "lora", "light"],
                    help="full fine-tune, LoRA adapters (merged), or format-only light SFT")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a suite: pass@k, avg@n with intervals "
+                                    "(resumes a killed evaluation)")
+    p.add_argument("--model", required=True,
+                   help="a Hugging Face checkpoint directory, or a run name: base, sft, rl, rl_zero")
+    p.add_argument("--suite", default="heldout",
+                   help="'heldout' (the profile's held-out problems) or a local file: kit JSONL, "
+                        "HumanEval, MBPP, stdin/stdout contest, GSM8K or MATH records")
+    p.add_argument("--format", default=None, help="the file's format when it cannot be recognised")
+    p.add_argument("--k", type=int, nargs="+", default=[1], help="pass@k for each k, e.g. --k 1 4 8")
+    p.add_argument("--samples", type=int, default=None, help="replies per problem (default: largest k)")
+    p.add_argument("--temperature", type=float, default=0.6, help="0 for greedy (one sample)")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--limit", type=int, default=None, help="the first N problems only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="toy", help="where run names and 'heldout' are looked up")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--out", default=None, help="default: runs/<profile>/eval/<model>-<suite>/")
+    p = sub.add_parser("report", help="write runs/<profile>/report/: the four models side by side, "
+                                      "pass@k, MTP acceptance and the speed figures of record")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("export-lm-eval", help="write a suite as lm-evaluation-harness tasks")
+    p.add_argument("--suite", default="heldout")
+    p.add_argument("--format", default=None)
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None)
+    p.add_argument("--out", required=True, help="folder for the task YAML files (--include_path)")
     args = parser.parse_args(argv)
     try:
-        overrides = parse_settings(args.set)
+        overrides = parse_settings(getattr(args, "set", None))
         if args.command == "notebooks":
             run_notebooks(args.profile, args.only, args.runs, overrides=overrides)
         elif args.command == "pretrain":
@@ -91,6 +142,16 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "sft":
             from .train.sft import ensure_sft_model
             print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
+        elif args.command == "eval":
+            run_eval(args)
+        elif args.command == "report":
+            from .report import write_report
+            print(write_report(args.profile, args.runs))
+        elif args.command == "export-lm-eval":
+            from .eval import export_lm_eval_tasks, load_suite
+            problems = load_suite(args.suite, args.profile, args.runs, args.format)
+            for path in export_lm_eval_tasks(problems, args.out):
+                print(path)
     except ValueError as err:        # config and profile errors: one sentence, no traceback
         sys.exit(f"mimo-lite: {err}")
 

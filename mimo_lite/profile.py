@@ -428,6 +428,29 @@ class SeamlessSection:
 
 
 @dataclass
+class EvalSection:
+    """Notebook 10 and `mimo-lite report`: Base, SFT, RL-Zero and RL on the same held-out problems,
+    sampled as the paper evaluates (temperature 0.6, top-p 0.95, pass@1 averaged over samples;
+    facts file §6)."""
+    math_problems: int = setting(40, "≥ 0")     # held-out math problems, spread evenly over the tiers
+    code_problems: int = setting(40, "≥ 0")     # held-out code problems, spread evenly over the tiers
+    samples: int = setting(16, "≥ 1")           # sampled replies per problem (the paper: 32 for AIME, 8 for LCB)
+    k: list[int] = setting([1, 2, 4, 8, 16], "≥ 1")   # the pass@k curve's points (each ≤ samples)
+    temperature: float = setting(0.6, "> 0")    # the paper's evaluation temperature
+    top_p: float = setting(0.95, "(0, 1]")
+    max_new_tokens: int = setting(256, "≥ 1")   # reply budget (the paper: 32,768)
+    batch_size: int = setting(32, "≥ 1", fingerprint=False)   # rows decoded together (each reply has its own seed)
+
+    def __post_init__(self):
+        check_fields(self)
+        if max(self.k) > self.samples:
+            raise SettingError("k", f"asks for pass@{max(self.k)} but samples is {self.samples}: pass@k "
+                                    f"needs at least k samples per problem; raise samples or lower k.")
+        if self.math_problems + self.code_problems == 0:
+            raise SettingError("math_problems", "and code_problems are both 0: evaluate at least one problem.")
+
+
+@dataclass
 class Profile:
     name: str = setting("profile")
     seed: int = setting(0, "≥ 0")
@@ -445,6 +468,7 @@ class Profile:
     sft: SFTSection = field(default_factory=SFTSection)
     rl: RLSection = field(default_factory=RLSection)
     seamless: SeamlessSection = field(default_factory=SeamlessSection)
+    eval: EvalSection = field(default_factory=EvalSection)
 
     def __post_init__(self):
         check_fields(self)

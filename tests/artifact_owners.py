@@ -23,6 +23,8 @@ OWNERS = {
     "rl_zero": "08",
     "ablations": "08",         # the short GRPO runs of the paper's ablations
     "seamless": "09",          # the GRPO runs under the naive and the seamless rollout scheduler
+    "eval": "10",              # the four models' held-out evaluations (<model>-<suite>/)
+    "report": "10",            # `mimo-lite report`: report.md and its figures
 }
 NOT_ARTIFACTS = {"notebooks"}  # executed copies, figures and records of every notebook
 

@@ -296,3 +296,159 @@ def test_a_program_cannot_trap_the_cleanup(open_folder):
     assert (open_folder / "keep.txt").read_text() == "precious"
     assert open_folder.stat().st_mode == before
     assert set(Path(tempfile.gettempdir()).glob("mimo-sandbox-*")) <= workdirs
+
+
+# ---- multi-statement test programs: the judge process decides --------------------------------
+
+CHECK_SQUARE = {"code": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+                        "    assert candidate(-1) == 1\n\ncheck(f)\n"}
+
+
+def judged(program: str):
+    return run_one(program, CHECK_SQUARE)
+
+
+def test_a_test_program_passes_a_right_solution_and_fails_a_wrong_one():
+    assert judged("def f(x):\n    return x * x\n").passed
+    assert judged("def f(x):\n    return 2 * x\n").status == "wrong_answer"
+
+
+@pytest.mark.parametrize("name, program", [
+    ("sys.exit(0) before the test", "import sys\nsys.exit(0)\n"),
+    ("os._exit(0) before the test", "import os\nos._exit(0)\n"),
+    ("os._exit(0) during the test", "import os\ndef f(x):\n    os._exit(0)\n"),
+    ("an object equal to everything", """
+        class Anything:
+            def __eq__(self, other):
+                return True
+            __hash__ = object.__hash__
+        def f(x):
+            return Anything()
+        """),
+    ("an int subclass equal to everything", """
+        class Four(int):
+            def __eq__(self, other):
+                return True
+        def f(x):
+            return Four(0)
+        """),
+    ("AssertionError and builtins replaced", """
+        import builtins
+        class Never(Exception):
+            pass
+        builtins.AssertionError = Never
+        builtins.isinstance = lambda *a: True
+        builtins.abs = builtins.len = lambda *a: 0
+        builtins.__dict__["exec"] = lambda *a, **k: None
+        def f(x):
+            return 0
+        """),
+    ("the builtins module swapped", """
+        import sys, types
+        fake = types.ModuleType("builtins")
+        fake.exec = fake.compile = lambda *a, **k: None
+        sys.modules["builtins"] = fake
+        def f(x):
+            return 0
+        """),
+    ("a trace function that skips the test's lines", """
+        import sys
+        def skip(frame, event, arg):
+            if event == "line" and frame.f_code.co_filename == "test":
+                frame.f_lineno = frame.f_code.co_firstlineno + 100
+            return skip
+        sys.settrace(skip)
+        sys.setprofile(lambda *a: None)
+        frame = sys._getframe()
+        while frame:
+            frame.f_trace = skip
+            frame = frame.f_back
+        def f(x):
+            return 0
+        """),
+    ("an audit hook that ends the process when the test is compiled", """
+        import os, sys
+        def hook(event, args):
+            if event in ("compile", "exec") and "check" in repr(args):
+                os.write(1, b"passed\\n")
+                os._exit(0)
+        sys.addaudithook(hook)
+        def f(x):
+            return 0
+        """),
+    ("fake verdicts on stdout and every descriptor", """
+        import os
+        for fd in range(0, 64):
+            for marker in (b"passed", b"\\npassed", b"value 4", b"ready"):
+                try:
+                    os.write(fd, marker)
+                except OSError:
+                    pass
+        print("passed")
+        os._exit(0)
+        """),
+    ("the jail's own functions replaced in the solution's process", """
+        import __main__
+        __main__.serve = lambda *a: 0
+        __main__.describe = lambda namespace, name: ("value", 4)
+        __main__.is_plain = lambda value, depth=0: True
+        def f(x):
+            return 0
+        """),
+    ("killing the judge", """
+        import os, signal
+        for pid in range(os.getpid() + 1, os.getpid() + 50):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        def f(x):
+            return 0
+        """),
+    ("reading the judge's memory", """
+        import os
+        found = []
+        for pid in range(os.getpid() + 1, os.getpid() + 50):
+            for what in ("mem", "environ", "fd/3"):
+                try:
+                    found.append(open(f"/proc/{pid}/{what}", "rb").read(10))
+                except OSError:
+                    pass
+        if not found:
+            raise PermissionError("no way into the judge")
+        def f(x):
+            return 0
+        """),
+])
+def test_forging_the_verdict_of_a_test_program_fails(name, program):
+    result = judged(program)
+    assert not result.passed, (name, result)
+
+
+def test_a_solution_cannot_find_the_expected_values_of_a_test_program():
+    """The test program, with its expected values, never enters the solution's process."""
+    secret = 918273645
+    attack = """
+        import gc, os, sys
+        seen = []
+        for obj in gc.get_objects():
+            seen.append(repr(obj)[:10000])
+        frame = sys._getframe()
+        while frame:
+            seen.append(repr(frame.f_locals)[:10000] + repr(frame.f_code.co_consts))
+            frame = frame.f_back
+        for fd in range(64):
+            try:
+                os.lseek(fd, 0, 0)
+                seen.append(os.read(fd, 1 << 20).decode(errors="replace"))
+            except OSError:
+                pass
+        text = " ".join(seen)
+        needle = "".join(["9182", "73645"])      # built after the search, never a constant
+        def f(x):
+            return int(needle) if needle in text else -1
+        """
+    assert "918273645" not in attack
+    test = {"code": f"expected = {secret}\nassert f(1) == expected\nassert f(2) == expected\n"}
+    result = run_one(attack, test)
+    assert result.status == "wrong_answer", result

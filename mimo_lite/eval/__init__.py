@@ -1,41 +1,34 @@
-"""Evaluation: sample answers to verifiable problems and score them (pass@k, notebook 10)."""
+"""Evaluation: sample answers to verifiable problems and score them (pass@k, notebook 10).
+
+    pass_at_k, avg_at_k           the estimators, from counts of right answers
+    evaluate, summarise           the stage: a checkpoint on a suite -> a table -> intervals (stage.py)
+    load_suite, load_checkpoint   the kit's held-out problems and public formats (suites.py); models
+    export_lm_eval_tasks          the suites as lm-evaluation-harness tasks (lm_eval_tasks.py)
+    solve_rate                    held-out pass@1 inside training runs (notebooks 06 and 08)
+"""
 
 from __future__ import annotations
 
-import math
+from .estimators import avg_at_k, pass_at_k, prompt_ids
+from .lm_eval_tasks import export_lm_eval_tasks
+from .stage import evaluate, load_checkpoint, summarise
+from .suites import load_suite
 
-import torch
-
-
-def pass_at_k(n: int, correct: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which `correct` are right: 1 − C(n−c, k) / C(n, k)."""
-    if not 0 <= correct <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 ≤ correct ≤ n and 1 ≤ k ≤ n, got n={n}, correct={correct}, k={k}.")
-    if n - correct < k:
-        return 1.0
-    return 1.0 - math.comb(n - correct, k) / math.comb(n, k)
+__all__ = ["avg_at_k", "bootstrap_interval", "evaluate", "export_lm_eval_tasks", "load_checkpoint",
+           "load_suite", "pass_at_k", "prompt_ids", "sample_answers", "solve_rate", "summarise"]
 
 
-@torch.no_grad()
 def sample_answers(model, tokenizer, prompts: list[str], n: int, temperature: float = 0.8,
                    top_p: float = 0.95, max_new_tokens: int = 128, seed: int = 0,
                    batch_size: int = 32) -> list[list[str]]:
-    """`n` sampled replies per user prompt, rendered with the chat template (the model thinks first)."""
-    torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
-    flat = [t for t in texts for _ in range(n)]
-    tokenizer.padding_side = "left"
-    replies = []
-    for start in range(0, len(flat), batch_size):
-        batch = tokenizer(flat[start:start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
-        out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, eos_token_id=model.config.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-        replies += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
+    """`n` sampled replies per user prompt, rendered with the chat template (the model thinks
+    first), from the kit's engine: the evaluation stage's own generation path."""
+    from .stage import generate_replies
+
+    problems = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
+    replies = generate_replies(model, tokenizer, problems, n, temperature, top_p, max_new_tokens,
+                               seed, batch_size)
+    return [[r["reply"] for r in rs] for rs in replies]
 
 
 def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -52,12 +45,6 @@ def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0
         raise ValueError("bootstrap_interval needs at least one value.")
     r = bootstrap(list(values), lambda xs: sum(xs) / len(xs), reps=resamples, seed=seed)
     return r["low"], r["high"]
-
-
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The token ids of one user turn rendered with the chat template, ready for the reply."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
-                                         add_generation_prompt=True, return_dict=False)
 
 
 def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, temperature: float = 0.0,
@@ -109,3 +96,4 @@ def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, tempera
                 math=mean([r for r in rows if r["domain"] == "math"]),
                 code=mean([r for r in rows if r["domain"] == "code"]),
                 by_tier=tiers("math"), code_by_tier=tiers("code"), rows=rows)
+

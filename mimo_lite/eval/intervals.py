@@ -78,8 +78,9 @@ def compare(a: dict, b: dict) -> str:
     return "within noise"
 
 
-def fmt(x: dict, digits: int = 3) -> str:
-    """'0.223 [0.190, 0.259]'"""
+def fmt(x: dict, digits: int = 3, signed: bool = False) -> str:
+    """'0.223 [0.190, 0.259]'; with `signed`, a difference: '+0.050 [-0.012, +0.110]'."""
     if x["estimate"] is None:
         return "n/a"
-    return f"{x['estimate']:.{digits}f} [{x['low']:.{digits}f}, {x['high']:.{digits}f}]"
+    f = f"{'+' if signed else ''}.{digits}f"
+    return f"{x['estimate']:{f}} [{x['low']:{f}}, {x['high']:{f}}]"

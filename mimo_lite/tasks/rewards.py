@@ -69,11 +69,15 @@ def math_reward(completion: str, answer: str, timeout_s: int = 5) -> float | Non
 
 
 def code_reward(completion: str, tests: list[dict], scheme: str = "soft",
-                limits: Limits | None = None) -> float:
-    """Run the answer's Python block on the tests; 0.0 without a block. Levels come with the tests."""
+                limits: Limits | None = None, prefix: str = "") -> float:
+    """Run the answer's Python block on the tests; 0.0 without a block. Levels come with the tests.
+
+    `prefix` is code placed before the answer's (a benchmark's function prompt, as HumanEval's).
+    """
     program = extract_program(completion)
     if program is None:
         return 0.0
+    program = f"{prefix}\n{program}" if prefix else program
     passed = list(_passed(program, json.dumps(tests, sort_keys=True), limits or Limits()))
     levels = [t.get("level") for t in tests]
     if scheme == "vanilla" or None in levels:
@@ -94,6 +98,6 @@ def score(problem: dict, completion: str, scheme: str = "soft",
     if problem["domain"] == "math":
         return math_reward(completion, problem["answer"])
     if problem["domain"] == "code":
-        return code_reward(completion, problem["tests"], scheme, limits)
+        return code_reward(completion, problem["tests"], scheme, limits, problem.get("prefix", ""))
     raise ValueError(f"problem {problem.get('id')!r} has domain {problem['domain']!r}; "
                      f"expected 'math' or 'code'")

@@ -10,6 +10,12 @@ left side (the probe, `f(2)`) after the solution's code and sends back its value
 literal; the harness evaluates the right side (`4`) and compares. So the expected value never
 enters the sandbox, and no object the solution made takes part in the comparison.
 
+Any other `code` test is a test program: several statements (HumanEval's `check(candidate)`
+with `check(entry_point)`, MBPP's list of asserts) or an assertion against a computed value. It
+holds the expected values and decides the verdict, so it runs in a judge process beside the
+solution's (jail.py, "a test program"): the names it takes from the solution are proxies whose
+calls cross as plain values, and the verdict is "passed" only once the program ran to its end.
+
 Each test runs in a new process (`jail.py` sets it up; read it for the layers) with:
   - its own session and process group, killed as a whole (SIGKILL) at the wall-clock limit;
   - CPU-time, address-space, file-size (stdout is a file, so this caps output too), open-file
@@ -27,6 +33,7 @@ Landlock ABI the matching layer is missing: `containment()` lists the layers thi
 from __future__ import annotations
 
 import ast
+import builtins
 import errno
 import functools
 import marshal
@@ -83,6 +90,8 @@ class Check:
     expected_output: str = ""    # harness only
     compare: object = None       # harness only: (value, expected) -> bool
     expected: object = None      # harness only
+    test_program: str | None = None   # run by the judge process (multi-statement tests)
+    names: tuple = ()            # what the test program takes from the solution's namespace
 
 
 def parse_test(test: dict) -> Check:
@@ -100,20 +109,44 @@ def parse_test(test: dict) -> Check:
         tree = ast.parse(test["code"])
     except (SyntaxError, TypeError) as err:
         raise ValueError(f"test code {test['code']!r} is not valid Python: {err}") from None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        raise ValueError(f"test code {test['code']!r} must be a single assert statement")
-    claim = tree.body[0].test
+    if len(tree.body) == 1 and not isinstance(tree.body[0], ast.Assert):
+        raise ValueError(f"test code {test['code']!r} must be a single assert statement or a "
+                         f"test program of several statements")
+    claim = tree.body[0].test if len(tree.body) == 1 else None
     if isinstance(claim, ast.Compare) and len(claim.ops) == 1 and type(claim.ops[0]) in COMPARE:
         try:
             expected = ast.literal_eval(claim.comparators[0])
-        except ValueError:
-            raise ValueError(f"test code {test['code']!r}: the right-hand side must be a literal "
-                             f"(write `assert <expression> == <value>`)") from None
-        return Check(probe=ast.unparse(claim.left), compare=COMPARE[type(claim.ops[0])],
-                     expected=expected)
-    if isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):   # assert not f(x)
+            return Check(probe=ast.unparse(claim.left), compare=COMPARE[type(claim.ops[0])],
+                         expected=expected)
+        except ValueError:                  # `assert f(x) == g(y)`: the judge compares
+            pass
+    elif isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):   # assert not f(x)
         return Check(probe=ast.unparse(claim.operand), compare=lambda v, _: not v)
-    return Check(probe=ast.unparse(claim), compare=lambda v, _: bool(v))   # assert f(x)
+    elif claim is not None:
+        return Check(probe=ast.unparse(claim), compare=lambda v, _: bool(v))   # assert f(x)
+    return Check(test_program=test["code"], names=free_names(tree))
+
+
+def free_names(tree: ast.AST) -> tuple[str, ...]:
+    """The names a test program reads but never binds and that are not builtins: what it takes
+    from the solution (HumanEval's entry point and the prompt's helpers, MBPP's function).
+
+    >>> free_names(ast.parse("def check(candidate):\\n    assert candidate(1) == poly(2)\\ncheck(f)"))
+    ('f', 'poly')
+    """
+    loaded, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return tuple(sorted(loaded - bound - set(dir(builtins))))
 
 
 def run_tests(program: str, tests: list[dict], limits: Limits | None = None) -> list[TestResult]:
@@ -163,19 +196,23 @@ def _execute(program: str, check: Check, limits: Limits, slot: int):
     job = {"program": program, "probe": check.probe, "uid": uid, "cpu_s": limits.cpu_s,
            "memory_bytes": limits.memory_mb << 20, "file_bytes": limits.output_kb << 10,
            "open_files": limits.open_files, "processes": limits.processes}
-    files = [tempfile.TemporaryFile() for _ in range(5)]     # anonymous: no path to find
-    job_file, result_file, stdin, stdout, stderr = files
+    files = [tempfile.TemporaryFile() for _ in range(6)]     # anonymous: no path to find
+    job_file, result_file, stdin, stdout, stderr, judge_file = files
+    fds = [job_file.fileno(), result_file.fileno()]
+    if check.test_program is not None:       # the test program goes to the judge process only
+        marshal.dump(dict(job, program=None, test=check.test_program), judge_file)
+        job["names"] = check.names
+        fds.append(judge_file.fileno())
     try:
         marshal.dump(job, job_file)
         stdin.write(check.stdin.encode())
-        for f in (job_file, stdin):
+        for f in (job_file, stdin, judge_file):
             f.seek(0)
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", JAIL, str(job_file.fileno()),
-             str(result_file.fileno())],
+            [sys.executable, "-I", "-S", "-c", JAIL, *map(str, fds)],
             stdin=stdin, stdout=stdout, stderr=stderr, cwd=workdir, env={},
-            pass_fds=(job_file.fileno(), result_file.fileno()), start_new_session=True)
+            pass_fds=fds, start_new_session=True)
         finished = _wait(proc.pid, limits.wall_s)
         _kill_group(proc.pid)                 # leftovers too; the leader is not reaped yet
         _, status, usage = os.wait4(proc.pid, 0)
@@ -241,6 +278,12 @@ def _verdict(check, limits, returncode, timed_out, cpu_s, outcome, out, err) -> 
     if returncode != 0:
         reason = outcome.removeprefix("error ") or err.strip()[-300:]
         return "runtime_error", reason or f"exit status {returncode}"
+    if check.test_program is not None:
+        if outcome == "passed":           # written by the judge once the test program ended
+            return "passed", ""
+        if outcome.startswith("failed "):
+            return "wrong_answer", outcome.removeprefix("failed ")
+        return "runtime_error", outcome.removeprefix("error ") or "the test program did not finish"
     if check.probe is None:
         if _lines(out) == _lines(check.expected_output):
             return "passed", ""
