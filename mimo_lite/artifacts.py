@@ -119,3 +119,27 @@ def quiet_datasets():
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+
+
+def build_all(calls: list, processes: int = 1) -> list:
+    """Build independent artifacts side by side: each call (a `functools.partial` of a kit
+    function such as `ensure_rl_model`) runs in one of `processes` worker processes, and the
+    results come back in the order of `calls`. With `processes` 1 they run here, one after the
+    other. On a CPU with one torch thread per process (the toy profile), two processes use the
+    machine's two cores where one run alone leaves one idle; every call must be independent of
+    the others (none reads what another builds), and each seeds itself, so the artifacts are the
+    ones a serial run builds.
+
+    >>> import functools, operator
+    >>> build_all([functools.partial(operator.add, 1, 2), functools.partial(operator.mul, 3, 4)])
+    [3, 12]
+    """
+    if processes <= 1 or len(calls) <= 1:
+        return [call() for call in calls]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the caller may hold torch's thread pools and a Jupyter kernel's sockets
+    with ProcessPoolExecutor(min(processes, len(calls)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [f.result() for f in futures]

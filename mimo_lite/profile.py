@@ -457,6 +457,7 @@ class Profile:
     device: str = setting("cpu", ("cpu", "cuda", "auto"))       # "auto": cuda when available
     dtype: str = setting("float32", ("float32", "bfloat16", "float16"))   # training/inference dtype
     threads: int = setting(0, "≥ 0", fingerprint=False)   # CPU threads for torch; 0 keeps torch's default
+    processes: int = setting(1, "≥ 1", fingerprint=False)   # independent runs built side by side (artifacts.build_all)
     compile: bool = setting(False, fingerprint=False)      # torch.compile the model in every trainer (GPU)
     tracker: str = setting("none", TRACKERS, fingerprint=False)   # where every trainer also logs
     model: ModelSection = field(default_factory=ModelSection)

@@ -1,0 +1,31 @@
+"""Independent artifacts built side by side (`artifacts.build_all`, the profile's `processes`)."""
+
+import functools
+import os
+
+import pytest
+
+from mimo_lite.artifacts import build_all
+from mimo_lite.profile import load_profile
+
+
+def test_two_processes_return_every_result_in_order_from_other_processes():
+    calls = [functools.partial(pow, 2, k) for k in range(5)] + [functools.partial(os.getpid)] * 2
+    results = build_all(calls, processes=2)
+    assert results[:5] == [1, 2, 4, 8, 16]
+    assert os.getpid() not in results[5:]
+
+
+def test_one_process_runs_here_in_order():
+    assert build_all([functools.partial(os.getpid), functools.partial(abs, -3)], processes=1) == [os.getpid(), 3]
+
+
+def test_an_error_in_a_worker_reaches_the_caller():
+    with pytest.raises(ValueError, match="invalid literal"):
+        build_all([functools.partial(int, "7"), functools.partial(int, "seven")], processes=2)
+
+
+def test_processes_is_a_checked_setting():
+    assert load_profile("toy").processes == 2 and load_profile("smoke").processes == 1
+    with pytest.raises(ValueError, match="processes"):
+        load_profile("smoke", {"processes": "0"})
