@@ -73,6 +73,30 @@ def test_killed_run_resumes_bitwise(tmp_path):
     assert resumed.heldout == reference.heldout
 
 
+def test_a_run_stopped_at_a_stage_boundary_resumes_as_if_it_never_stopped(tmp_path):
+    """The control branches at stage 1's end while the main run goes on (`ensure_pretraining`):
+    the main run stops there and resumes later, with the same losses as a straight run."""
+    from mimo_lite.train.loop import train
+
+    torch.set_num_threads(1)
+    reference, _ = pretrain_helpers.run(tmp_path / "straight")
+    expected = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+
+    torch.manual_seed(0)
+    heldout = {"counting": pretrain_helpers.streams(1, 10_000).take(8)}
+    stopped = train(pretrain_helpers.tiny_model(), pretrain_helpers.tiny_config(), pretrain_helpers.streams,
+                    pretrain_helpers.SEQ_LENS, tmp_path / "split", heldout=heldout, progress=False, stop_at_stage=2)
+    assert stopped.stage == 2 and set(stopped.heldout) == {"stage1"}
+    assert {m["stage"] for m in read_metrics(tmp_path / "split" / "metrics.jsonl")} == {1}
+    assert len(checkpoint.checkpoints(tmp_path / "split" / "stage_ends")) == 1
+
+    resumed, _ = pretrain_helpers.run(tmp_path / "split")
+    got = read_metrics(tmp_path / "split" / "metrics.jsonl")
+    assert [(m["step"], m["loss"], m["mtp_loss"], m["grad_norm"]) for m in got] == \
+           [(m["step"], m["loss"], m["mtp_loss"], m["grad_norm"]) for m in expected]
+    assert resumed.heldout == reference.heldout
+
+
 def test_corrupted_checkpoint_is_rejected_and_the_previous_one_used(tmp_path):
     pretrain_helpers.run(tmp_path, max_steps=10)
     good, newest = checkpoint.checkpoints(tmp_path / "checkpoints")[1], \

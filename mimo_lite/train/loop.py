@@ -43,7 +43,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
           seq_lens: dict[int | str, int], out_dir: Path, heldout: dict[str, torch.Tensor] | None = None,
           device="cpu", dtype=torch.float32, max_steps: int | None = None,
           curriculum: bool = True, progress: bool = True, compile: bool = False,
-          tracker: str = "none") -> State:
+          tracker: str = "none", stop_at_stage: int | None = None) -> State:
     """Pre-train `model` in place; metrics go to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/.
 
     Resumes from the newest good checkpoint in out_dir. `max_steps` stops early (tests, demos).
@@ -51,6 +51,9 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
     and MTP schedules are unchanged, but after stage 1 the data come from one flat mixture,
     `streams(CONTROL, position)` with context `seq_lens[CONTROL]`, and the RoPE base stays 10k:
     the control run that shows what the stage ordering and the context extension add.
+    `stop_at_stage` stops where that stage begins, once the stage before it is saved in
+    stage_ends/ and a checkpoint is written: the control branches there, and the run resumes
+    from that checkpoint exactly as if it had never stopped.
     """
     schedule = Schedule.of(cfg)
     run = Run(out_dir, model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
@@ -64,12 +67,16 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
     stream = streams(source(state.stage), state.positions.get(str(source(state.stage)), 0))
     bar = run.progress(cfg.total_tokens, state.tokens, unit="tok", desc=f"stage {state.stage}")
     model.train()
-    while state.tokens < cfg.total_tokens and (max_steps is None or state.step < max_steps):
+    while (state.tokens < cfg.total_tokens and (max_steps is None or state.step < max_steps)
+           and (stop_at_stage is None or state.stage < stop_at_stage)):
         stage = schedule.stage(state.tokens)
         if stage != state.stage:                                     # a stage boundary
             state.heldout[f"stage{state.stage}"] = evaluate(model, heldout, cfg.micro_batch, run.device)
             run.save(state, "stage_ends", keep=3)
             state.stage = stage
+            if stop_at_stage is not None and stage >= stop_at_stage:
+                run.save(state)
+                break
             stream = streams(source(stage), state.positions.get(str(source(stage)), 0))
             bar.set_description(f"stage {stage}")
         data_stage = source(stage)

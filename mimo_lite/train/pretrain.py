@@ -9,11 +9,12 @@ checkpoint with its tokenizer: `AutoModelForCausalLM.from_pretrained("runs/toy/b
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import build_all, build_info, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
@@ -69,7 +70,7 @@ def _setup(profile, runs_root):
 
 
 def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, heldout,
-         curriculum=True, max_steps=None, progress=True):
+         curriculum=True, max_steps=None, progress=True, stop_at_stage=None):
     """Train in `folder`, resuming what a run with the same fingerprint left there."""
     run_folder(folder, digest)
     torch.manual_seed(profile.seed)
@@ -79,7 +80,8 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     model = MiMoForCausalLM(config).to(device)     # sharded by the run scaffold under torchrun
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
-                  progress=progress, compile=profile.compile, tracker=profile.tracker)
+                  progress=progress, compile=profile.compile, tracker=profile.tracker,
+                  stop_at_stage=stop_at_stage)
     return model, state
 
 
@@ -122,6 +124,36 @@ def run_control(profile, runs_root=None, progress: bool = True):
         (folder / "FINGERPRINT").write_text(digest)   # so that _run resumes from stage 1's end
     return _run(folder, digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
                 curriculum=False, progress=progress)
+
+
+def ensure_pretraining(profile, runs_root: str | Path | None = None, progress: bool = True):
+    """Notebook 04's two runs: the base model (three stages) and the control (`run_control`);
+    returns (model, tokenizer, control_model, control_state).
+
+    The two share stage 1. With `profile.processes` above 1 (on one machine) the main run stops
+    at stage 1's end, then stages 2–3 and the control train side by side, one process each;
+    with 1 they run one after the other. Either way the weights are the same: each run resumes
+    from its checkpoint as if it had never stopped.
+    """
+    profile = as_profile(profile)
+    if profile.processes > 1 and parallel.world_size() == 1:
+        tokenizer, config, seq_lens, streams, heldout, digest = _setup(profile, runs_root)
+        root = runs_dir(profile.name, runs_root)
+        if not current(root / "base", digest):
+            print(f"[mimo-lite] pre-training stage 1 for profile {profile.name!r}; then stages 2–3 and the "
+                  f"control side by side ({profile.processes} processes)", flush=True)
+            _run(root / "pretrain", digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
+                 progress=progress, stop_at_stage=2)
+        build_all([partial(_quietly, ensure_base_model, profile, runs_root),
+                   partial(_quietly, run_control, profile, runs_root)], profile.processes)
+    model, tokenizer = ensure_base_model(profile, runs_root, progress)
+    control_model, control_state = run_control(profile, runs_root, progress)
+    return model, tokenizer, control_model, control_state
+
+
+def _quietly(build, profile, runs_root) -> None:
+    """`build(profile, runs_root)` without progress bars, returning nothing (a worker process's job)."""
+    build(profile, runs_root, progress=False)
 
 
 def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
