@@ -97,12 +97,13 @@ def check_sft_mask(fn):
         if ids[t] == end_id:
             raise Mismatch(f"{what} should be labelled {labels[t]} (the token itself), you gave "
                            f"{got[t]}: the closing `<|im_end|>` is trained, so the model learns to stop.")
-        later = sum(1 for r in roles if r.startswith("assistant turn")) and \
-            roles[t] != next(r for r, l in zip(roles, labels) if l != IGNORE)
-        raise Mismatch(f"{what} should be labelled {labels[t]} (the token itself), you gave {got[t]}"
-                       + (": every assistant turn is trained, not only the last." if got[t] == IGNORE and later
-                          else "." if got[t] != IGNORE else
-                          ": the reply starts right after `<|im_start|>assistant\\n` ("
-                          "its `<think>` block included)."))
+        reply = [i for i, (r, l) in enumerate(zip(roles, labels)) if r == roles[t] and l != IGNORE]
+        if got[t] == IGNORE and all(got[i] == IGNORE for i in reply) and any(g != IGNORE for g in got):
+            why = ": every assistant turn is trained, not only the last."
+        elif got[t] == IGNORE and t == reply[0]:
+            why = ": the reply starts right after `<|im_start|>assistant\\n` (its `<think>` block included)."
+        else:
+            why = "."
+        raise Mismatch(f"{what} should be labelled {labels[t]} (the token itself), you gave {got[t]}{why}")
 
     return run_cases("SFT loss mask", fn, cases, compare, "mimo_lite.train.sft.encode", hint="")
