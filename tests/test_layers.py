@@ -20,7 +20,8 @@ LAYERS = [
     ["eval"],                       # sampled answers scored by the tasks' rewards: pass@k
     ["train"],                      # the run scaffold; pre-training and SFT
     ["rl"],                         # GRPO, rollout, reward executor
-    ["notebook", "cli", "report", ""],   # what notebooks and the command line share; the report; the package face
+    ["notebook", "cli", "report", "share", ""],   # what notebooks and the command line share; the report;
+    #                                                 pack/unpack; the package face
 ]
 __doc__ += "\n".join(f"  {i}. {', '.join(names)}" for i, names in enumerate(LAYERS))
 
