@@ -1,8 +1,10 @@
 """Artifacts under `runs/<profile>/`: built once, reused while their config is unchanged.
 
-Each artifact folder carries a `BUILD.json` holding the fingerprint (a hash of everything the
-build read: config sections, upstream fingerprints, Python version). A folder whose fingerprint
-differs from the current one is stale and is rebuilt. A build writes into a hidden sibling folder
+Each artifact folder carries a `BUILD.json` holding the fingerprint: a hash of what decides the
+result, namely the profile sections the build reads, the fingerprints of the artifacts it starts
+from, the seed, and the artifact's entry in FORMAT. A folder whose fingerprint differs from the
+current one is stale and is rebuilt. Neither the Python version nor the kit's source code enters
+a fingerprint, so a `runs/` folder built on one machine is current on another (`mimo-lite pack`). A build writes into a hidden sibling folder
 and is swapped into place only when complete, so an interrupted build never leaves a half-written
 artifact behind: the old one, or nothing, stays readable.
 """
@@ -19,6 +21,21 @@ import time
 from pathlib import Path
 
 MARKER = "BUILD.json"
+
+# The version of each artifact's format: bump an entry when a change to the code changes what
+# that artifact holds for the same settings (a generator, the chat template, the training step),
+# so that every copy built before the change, here or on another machine, counts as stale. The
+# artifacts built from it follow, since their fingerprints include its fingerprint.
+FORMAT = {
+    "corpus": 3,        # runs/<p>/corpus/: documents and report (data/)
+    "tokenizer": 2,     # runs/<p>/tokenizer/: BPE and chat template (tokenizer.py, chat.py)
+    "packed": 2,        # runs/<p>/corpus/packed/: the stage mixtures as token rows (data/mixture.py)
+    "base": 2,          # runs/<p>/base/ and the pretrain/ runs (train/loop.py, model.py)
+    "problems": 2,      # runs/<p>/problems/ (tasks/problems.py and its templates)
+    "sft_data": 4,      # runs/<p>/sft/data/: the teacher's traces, cleaned (data/sft.py)
+    "sft": 2,           # runs/<p>/sft/<variant>/ (train/sft.py)
+    "rl": 2,            # GRPO runs: rl/, rl_zero/, ablations/, seamless/ (rl/)
+}
 
 
 def repo_root() -> Path | None:

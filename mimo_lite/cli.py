@@ -122,6 +122,16 @@ def main(argv: list[str] | None = None) -> None:
                                       "pass@k, MTP acceptance and the speed figures of record")
     p.add_argument("--profile", default="toy")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("pack", help="one archive of a profile's artifacts (models, data, metrics) "
+                                    "with a manifest, for `mimo-lite unpack` on another machine")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--out", default=None, help="the archive (default: mimo-lite-<profile>.tar.gz)")
+    p.add_argument("--notebooks", action="store_true", help="also pack the executed notebooks")
+    p = sub.add_parser("unpack", help="check a `mimo-lite pack` archive and move its artifacts into "
+                                      "runs/<profile>/; says which are current here")
+    p.add_argument("archive")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p = sub.add_parser("export-lm-eval", help="write a suite as lm-evaluation-harness tasks")
     p.add_argument("--suite", default="heldout")
     p.add_argument("--format", default=None)
@@ -147,6 +157,14 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "report":
             from .report import write_report
             print(write_report(args.profile, args.runs))
+        elif args.command == "pack":
+            from .share import pack
+            out = pack(args.profile, args.runs, args.out, args.notebooks)
+            print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+        elif args.command == "unpack":
+            from .share import unpack
+            for name, state in unpack(args.archive, args.runs).items():
+                print(f"{name:<28} {'reused' if state == 'current' else state}")
         elif args.command == "export-lm-eval":
             from .eval import export_lm_eval_tasks, load_suite
             problems = load_suite(args.suite, args.profile, args.runs, args.format)

@@ -62,6 +62,19 @@ def bytes_per_token(tokenizer, texts: list[str]) -> float:
     return n_bytes / max(n_tokens, 1)
 
 
+def tokenizer_fingerprint(profile) -> str:
+    """What decides the tokenizer: the corpus, the `tokenizer` section, the model's vocabulary
+    size and context, and FORMAT["tokenizer"] (bumped when CHAT_TEMPLATE or training changes)."""
+    from .artifacts import FORMAT, fingerprint
+    from .data.corpus import corpus_fingerprint
+    from .profile import as_profile
+
+    profile = as_profile(profile)
+    model = profile.model.config()
+    return fingerprint("tokenizer", FORMAT["tokenizer"], corpus_fingerprint(profile), profile.tokenizer,
+                       model.vocab_size, model.max_position_embeddings)
+
+
 def ensure_tokenizer(profile, runs_root: str | Path | None = None):
     """Build or load `runs/<profile>/tokenizer/` (loadable with `AutoTokenizer.from_pretrained`).
 
@@ -72,7 +85,7 @@ def ensure_tokenizer(profile, runs_root: str | Path | None = None):
     import tokenizers
     from transformers import AutoTokenizer
 
-    from .artifacts import building, current, fingerprint, runs_dir
+    from .artifacts import building, current, runs_dir
     from .data.corpus import ensure_corpus
     from .profile import as_profile
 
@@ -80,13 +93,13 @@ def ensure_tokenizer(profile, runs_root: str | Path | None = None):
     corpus = ensure_corpus(profile, runs_root)
     model = profile.model.config()
     folder = runs_dir(profile.name, runs_root) / "tokenizer"
-    digest = fingerprint("tokenizer", corpus.fingerprint, profile.tokenizer, model.vocab_size,
-                         model.max_position_embeddings, tokenizers.__version__, CHAT_TEMPLATE)
+    digest = tokenizer_fingerprint(profile)
     if not current(folder, digest):
         print(f"[mimo-lite] training the {model.vocab_size}-token BPE tokenizer -> {folder}",
               flush=True)
         train = corpus.documents["train"].shuffle(seed=profile.seed)
-        with building(folder, digest, vocab_size=model.vocab_size) as tmp:
+        with building(folder, digest, vocab_size=model.vocab_size,
+                      tokenizers=tokenizers.__version__) as tmp:
             tok = train_tokenizer(_first_chars(train["text"][:], profile.tokenizer.train_chars),
                                   model.vocab_size, profile.tokenizer.min_frequency,
                                   max_length=model.max_position_embeddings)

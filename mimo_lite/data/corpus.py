@@ -14,7 +14,6 @@ decontamination, filter and tagger results).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sys
@@ -23,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import building, current, fingerprint, quiet_datasets, runs_dir, write_json
+from ..artifacts import FORMAT, building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, DataSection, as_profile
 from ..tasks.decontamination import contaminated
 from ..tasks.problems import heldout_texts, suite_digest
@@ -163,24 +162,29 @@ def build(data: DataSection, seed: int, evaluation: list[str] = ()) -> tuple["da
                               for dom in DOMAINS} for name in splits}
     seconds["splits"] = time.perf_counter() - t
     report["seconds"] = seconds
-    report["python"] = sys.version.split()[0]
+    report["python"] = sys.version.split()[0]     # the stdlib's text differs a little between releases
     return splits, report
+
+
+def corpus_fingerprint(profile) -> str:
+    """What decides the corpus: the profile's `data` section, its seed, the held-out problems it
+    is decontaminated against, and FORMAT["corpus"]. Not the Python version: the standard-library
+    files it reads are a fixed list (`sources.py`), so a corpus built on another release is reused."""
+    profile = as_profile(profile)
+    return fingerprint("corpus", FORMAT["corpus"], profile.data, profile.seed, suite_digest(profile))
 
 
 def ensure_corpus(profile, runs_root: str | Path | None = None) -> Corpus:
     """Build or load `runs/<profile>/corpus/` (see the module docstring for what it holds).
 
     Documents that share a 16-gram with a held-out problem of the profile (notebook 07's suites,
-    generated in memory) are removed. The fingerprint covers the profile's `data` section, its
-    seed, those problems, the Python version (the standard library is a source) and the source
-    code of the pipeline itself.
+    generated in memory) are removed. See `corpus_fingerprint` for what decides a rebuild.
     """
     from datasets import load_from_disk
 
     profile = as_profile(profile)
     folder = runs_dir(profile.name, runs_root) / "corpus"
-    digest = fingerprint("corpus", profile.data, profile.seed, suite_digest(profile),
-                         sys.version_info[:2], _code_digest())
+    digest = corpus_fingerprint(profile)
     if not current(folder, digest):
         print(f"[mimo-lite] building the {profile.name} corpus -> {folder}", flush=True)
         with building(folder, digest) as tmp, quiet_datasets():
@@ -189,12 +193,3 @@ def ensure_corpus(profile, runs_root: str | Path | None = None) -> Corpus:
             write_json(tmp / "report.json", report)
     return Corpus(folder, digest, load_from_disk(str(folder / "documents")),
                   json.loads((folder / "report.json").read_text()))
-
-
-def _code_digest() -> str:
-    """A hash of the pipeline's own source: editing a generator rebuilds the corpus."""
-    here = Path(__file__).parent
-    files = [here / f"{name}.py" for name in ("corpus", "documents", "sources", "worked_math",
-                                              "reasoning", "low_value", "dedup", "quality")]
-    files += [here.parent / "chat.py", here.parent / "tasks" / "decontamination.py"]
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import (build_info, building, current, fingerprint, quiet_datasets,
-                         runs_dir, write_json)
+from ..artifacts import FORMAT, building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, StageSection, as_profile
 from .corpus import KEEP, ensure_corpus
 
@@ -85,6 +84,16 @@ def pack(batch: dict, seq_len: int, eos_id: int) -> dict:
     return {"input_ids": [stream[r * seq_len:(r + 1) * seq_len] for r in range(rows)]}
 
 
+def packed_fingerprint(profile) -> str:
+    """What decides the packed rows: the corpus, the tokenizer, the stages' mixtures, the seed
+    and FORMAT["packed"]."""
+    from ..tokenizer import tokenizer_fingerprint
+
+    profile = as_profile(profile)
+    stages = {(n if n == CONTROL else f"stage{n}"): section(profile, n) for n in (*STAGES, CONTROL)}
+    return fingerprint("packed", FORMAT["packed"], tokenizer_fingerprint(profile), stages, profile.seed)
+
+
 def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     """Build or load `runs/<profile>/corpus/packed/`: per stage and domain, rows of tokens.
 
@@ -101,11 +110,9 @@ def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     profile = as_profile(profile)
     corpus = ensure_corpus(profile, runs_root)
     tokenizer = ensure_tokenizer(profile, runs_root)
-    tok_dir = runs_dir(profile.name, runs_root) / "tokenizer"
     folder = corpus.path / "packed"
     stages = {(n if n == CONTROL else f"stage{n}"): section(profile, n) for n in (*STAGES, CONTROL)}
-    digest = fingerprint("packed", corpus.fingerprint, build_info(tok_dir)["fingerprint"],
-                         stages, profile.seed, Path(__file__).read_text())
+    digest = packed_fingerprint(profile)
     if current(folder, digest):
         return folder
     print(f"[mimo-lite] tokenizing and packing the {profile.name} corpus -> {folder}", flush=True)

@@ -5,12 +5,18 @@
 - general prose: the docstrings of those files, gathered per module like a help page, and the
   language-reference sections that ship in `pydoc_data` (the text behind `help("if")`).
 
-What the corpus holds therefore depends on the Python version; the build fingerprint includes it.
+Which files and sections are read does not depend on the interpreter: the kit samples from the
+fixed lists in `stdlib.json`, the files and pydoc topics that Python 3.10, 3.11, 3.12 and 3.13 all
+have. Their text does differ a little between releases (a docstring reworded, a test added), so
+a corpus built on 3.12 is not byte for byte the one built on 3.11. The build records the
+interpreter's version in its report, not in its fingerprint: a corpus built elsewhere is reused
+as it is, not rebuilt for a patch release (see `mimo-lite unpack`).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import random
 import sysconfig
 import warnings
@@ -18,14 +24,20 @@ from pathlib import Path
 
 from .documents import document
 
+LISTS = json.loads((Path(__file__).resolve().parent / "stdlib.json").read_text())
+TEST_FOLDERS = {"test", "tests", "idle_test"}
+
 
 def stdlib_files(n: int, rng: random.Random, tests: bool = True) -> list[Path]:
-    """`n` standard-library modules, sampled reproducibly from the sorted list of all of them."""
+    """`n` standard-library modules, sampled reproducibly from the fixed list of `stdlib.json`.
+
+    A listed file that this interpreter lacks (a distribution may leave out the test suite)
+    is skipped: the sample is the same everywhere, only what can be read of it differs.
+    """
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py")
-                   if "site-packages" not in p.parts and p.name != "topics.py"
-                   and (tests or not {"test", "tests", "idle_test"} & set(p.parts)))
-    return sorted(rng.sample(files, min(n, len(files))))
+    names = [name for name in LISTS["files"] if tests or not TEST_FOLDERS & set(name.split("/"))]
+    chosen = sorted(rng.sample(names, min(n, len(names))))
+    return [root / name for name in chosen if (root / name).is_file()]
 
 
 def code_documents(files: list[Path]) -> list[dict]:
@@ -62,6 +74,8 @@ def docstring_documents(files: list[Path], min_chars: int = 120) -> tuple[list[d
 
 
 def pydoc_documents(n: int) -> list[dict]:
-    """The first `n` sections (by name) of the language reference bundled with Python."""
+    """The first `n` sections (by name, from the fixed list) of the language reference bundled
+    with Python."""
     from pydoc_data.topics import topics
-    return [document(topics[name], "pydoc_topics", "general") for name in sorted(topics)[:n]]
+    return [document(topics[name], "pydoc_topics", "general")
+            for name in LISTS["pydoc_topics"][:n] if name in topics]

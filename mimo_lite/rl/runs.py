@@ -21,10 +21,10 @@ from types import SimpleNamespace
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..profile import as_profile
 from ..train.run import read_metrics
-from ..tasks.problems import ensure_problems, load_problems
+from ..tasks.problems import ensure_problems, load_problems, problems_key
 
 STARTS = ("sft", "base", "rl")
 
@@ -51,6 +51,34 @@ def rl_problems(problems: list[dict], cfg) -> list[dict]:
     return [p for p in problems if p.get("tier") in tiers[p["domain"]]]
 
 
+def run_settings(profile, start: str, overrides: dict | None = None, steps: int | None = None,
+                 seed: int | None = None):
+    """A run's `rl` section (RL-Zero's `zero` settings, then `overrides`), steps and seed."""
+    cfg = profile.rl
+    if start == "base":
+        cfg = cfg.with_overrides(**cfg.zero)
+    cfg = cfg.with_overrides(**(overrides or {}))
+    return cfg, cfg.steps if steps is None else steps, profile.seed if seed is None else seed
+
+
+def rl_fingerprint(profile, start: str = "sft", variant: str = "full", overrides: dict | None = None,
+                   steps: int | None = None, seed: int | None = None) -> str:
+    """What decides a GRPO run (the arguments of `ensure_rl_model`): the model it starts from,
+    its `rl` settings, steps, seed, dtype, the problems and FORMAT["rl"]."""
+    from ..train.pretrain import base_fingerprint
+    from ..train.sft import sft_fingerprint
+
+    profile = as_profile(profile)
+    if start == "sft":
+        origin = sft_fingerprint(profile, variant)
+    elif start == "base":
+        origin = base_fingerprint(profile)
+    else:                                   # "rl": the RL model, trained from the full SFT model
+        origin = rl_fingerprint(profile, "sft")
+    cfg, steps, seed = run_settings(profile, start, overrides, steps, seed)
+    return fingerprint("grpo", FORMAT["rl"], origin, cfg, steps, seed, profile.dtype, problems_key(profile))
+
+
 def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
                     name: str | None = None, overrides: dict | None = None,
                     steps: int | None = None, seed: int | None = None, progress: bool = True) -> Path:
@@ -64,20 +92,14 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     from .trainer import train_grpo
 
     profile = as_profile(profile)
-    cfg = profile.rl
-    if start == "base":
-        cfg = cfg.with_overrides(**cfg.zero)
-    cfg = cfg.with_overrides(**(overrides or {}))
-    steps = cfg.steps if steps is None else steps
-    seed = profile.seed if seed is None else seed
+    cfg, steps, seed = run_settings(profile, start, overrides, steps, seed)
     if start == "rl" and name in (None, "rl"):
         raise ValueError("A run that continues the RL model needs a name of its own "
                          "(name='rl' is the RL model it starts from).")
     name = name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
     origin = start_model(profile, start, runs_root, variant, progress)
     problems_dir = ensure_problems(profile, runs_root)
-    digest = fingerprint("grpo", build_info(origin)["fingerprint"], cfg, steps, seed,
-                         profile.dtype, json.loads((problems_dir / "manifest.json").read_text())["key"])
+    digest = rl_fingerprint(profile, start, variant, overrides, steps, seed)
     root = runs_dir(profile.name, runs_root)
     folder, work = root / name, root / "grpo" / name
     if current(folder, digest):
@@ -97,7 +119,9 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
                seed=seed, progress=progress, dtype=profile.torch_dtype,
                compile=profile.compile, tracker=profile.tracker, easy_pool=pool)
     metrics = read_metrics(work / "metrics.jsonl")
-    with building(folder, digest, start=start, origin=str(origin), steps=steps) as tmp:
+    # BUILD.json keeps the call, from which `share.status` recomputes the fingerprint
+    call = dict(start=start, variant=variant, overrides=overrides or {}, steps=steps, seed=seed)
+    with building(folder, digest, start=start, origin=str(origin), steps=steps, call=call) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")

@@ -35,14 +35,13 @@ from string import Template
 
 import yaml
 
-from ..artifacts import runs_dir, write_json
+from ..artifacts import FORMAT, runs_dir, write_json
 from ..profile import Profile, load_profile
 from .difficulty import grade_problem
 from .rewards import LEVELS
 from .sandbox import WORKERS, Limits, parse_test
 
 DATA = Path(__file__).resolve().parent / "templates"
-FORMAT = 2          # bump when the generated files change for the same templates and settings
 
 
 # ---- reading, checking and writing problem files --------------------------------------------
@@ -270,7 +269,7 @@ def generated_splits(profile: str | Profile) -> tuple[list[dict], list[dict]]:
 
 def suite_digest(profile: Profile) -> str:
     """What decides the generated suites (seed, sizes, templates): equal digests, equal problems."""
-    return _digest(json.dumps([FORMAT, profile.seed, dataclasses.asdict(profile.problems),
+    return _digest(json.dumps([FORMAT["problems"], profile.seed, dataclasses.asdict(profile.problems),
                                (DATA / "math.yaml").read_text(), (DATA / "code.yaml").read_text()]))
 
 
@@ -281,6 +280,13 @@ def heldout_texts(profile: str | Profile) -> list[str]:
     return [p["prompt"] for p in heldout] + [p["solution"] for p in heldout if p["domain"] == "code"]
 
 
+def problems_key(profile: str | Profile) -> str:
+    """The fingerprint of `problems/` (its manifest's `key`): the suites and the sandbox limits
+    the tests are graded under."""
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    return _digest(json.dumps([suite_digest(profile), dataclasses.asdict(Limits())]))
+
+
 def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None) -> Path:
     """`runs/<profile>/problems/` with both splits and the test grading; built when missing.
 
@@ -289,7 +295,7 @@ def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None)
     profile = load_profile(profile) if isinstance(profile, str) else profile
     settings = dataclasses.asdict(profile.problems)
     limits = Limits()
-    key = _digest(json.dumps([suite_digest(profile), dataclasses.asdict(limits)]))
+    key = problems_key(profile)
     folder = runs_dir(profile.name, runs_root) / "problems"
     manifest = folder / "manifest.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import build_all, build_info, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import FORMAT, build_all, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
@@ -49,7 +49,7 @@ def _setup(profile, runs_root):
     from ..tokenizer import ensure_tokenizer
 
     tokenizer = ensure_tokenizer(profile, runs_root)
-    packed = build_info(ensure_packed(profile, runs_root))["fingerprint"]
+    ensure_packed(profile, runs_root)
     cfg: PretrainSection = profile.pretrain
     config = model_config(profile, tokenizer)
     seq_lens = {s: section(profile, s).seq_len for s in (1, 2, 3, CONTROL)}
@@ -65,8 +65,17 @@ def _setup(profile, runs_root):
         rows = heldout_sequences(profile, domain, seq_lens[1], runs_root)[:cfg.heldout_sequences]
         if len(rows):
             heldout[domain] = rows
-    digest = fingerprint("pretrain", packed, config.to_dict(), cfg, profile.seed, profile.dtype)
-    return tokenizer, config, seq_lens, streams, heldout, digest
+    return tokenizer, config, seq_lens, streams, heldout, base_fingerprint(profile)
+
+
+def base_fingerprint(profile) -> str:
+    """What decides the base model (and the pretrain/ runs): the packed data (and through it
+    the corpus and tokenizer), the `model` and `pretrain` sections, seed, dtype, FORMAT["base"]."""
+    from ..data.mixture import packed_fingerprint
+
+    profile = as_profile(profile)
+    return fingerprint("pretrain", FORMAT["base"], packed_fingerprint(profile), profile.model,
+                       profile.pretrain, profile.seed, profile.dtype)
 
 
 def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, heldout,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import build_info, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..chat import IM_END
 from ..model import MiMoForCausalLM
 from ..profile import SFTSection, as_profile
@@ -39,7 +39,6 @@ from .run import Run, read_metrics
 IGNORE = -100
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANTS = ("full", "lora", "light")
-DATA_FORMAT = 4            # bump when the teacher's traces change for the same settings
 
 
 class Skip(ValueError):
@@ -287,6 +286,35 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
 
 # ---- data and models under runs/<profile>/sft/ ------------------------------------------------
 
+def sft_data_fingerprint(profile) -> str:
+    """What decides the SFT data: the problems, the query and cleaning settings, the seed and
+    FORMAT["sft_data"]."""
+    from ..tasks.problems import problems_key
+
+    profile = as_profile(profile)
+    cfg = profile.sft
+    return fingerprint("sft-data", FORMAT["sft_data"], problems_key(profile), cfg.queries_per_tier,
+                       profile.problems.code_families, profile.problems.code_variants,
+                       cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed)
+
+
+def variant_tokens(cfg, variant: str) -> int:
+    """The assistant tokens a variant trains on."""
+    return {"full": cfg.total_tokens, "lora": cfg.lora_tokens, "light": cfg.light_tokens}[variant]
+
+
+def sft_fingerprint(profile, variant: str) -> str:
+    """What decides an SFT model: the base model, the SFT data, the `sft` section, the variant's
+    token budget, seed, dtype and FORMAT["sft"]."""
+    from .pretrain import base_fingerprint
+
+    profile = as_profile(profile)
+    cfg = profile.sft
+    tokens = variant_tokens(cfg, variant)
+    return fingerprint("sft-model", FORMAT["sft"], variant, base_fingerprint(profile),
+                       sft_data_fingerprint(profile), cfg, tokens, profile.seed, profile.dtype)
+
+
 def ensure_sft_data(profile, runs_root=None) -> Path:
     """Build (or reuse) the cleaned long-CoT set and the light set: runs/<profile>/sft/data/."""
     from ..data.sft import clean_sft, light_sft, raw_sft_pool
@@ -297,10 +325,7 @@ def ensure_sft_data(profile, runs_root=None) -> Path:
     problems = ensure_problems(profile, runs_root)
     eval_prompts = [p["prompt"] for p in load_problems(problems / "heldout.jsonl")]
     folder = runs_dir(profile.name, runs_root) / "sft" / "data"
-    digest = fingerprint("sft-data", DATA_FORMAT, json.loads((problems / "manifest.json").read_text())["key"],
-                         cfg.queries_per_tier,
-                         profile.problems.code_families, profile.problems.code_variants,
-                         cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed)
+    digest = sft_data_fingerprint(profile)
     if not current(folder, digest):
         raw = raw_sft_pool(cfg.queries_per_tier, profile.problems.code_families,
                            profile.problems.code_variants, cfg.max_candidates,
@@ -331,14 +356,12 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
         raise ValueError(f"Unknown SFT variant {variant!r}: choose one of {VARIANTS}.")
     profile = as_profile(profile)
     cfg = profile.sft
-    base_folder = runs_dir(profile.name, runs_root) / "base"
     model, tokenizer = ensure_base_model(profile, runs_root, progress)
     data = ensure_sft_data(profile, runs_root)
     root = runs_dir(profile.name, runs_root) / "sft"
     folder = root / variant
-    tokens = {"full": cfg.total_tokens, "lora": cfg.lora_tokens, "light": cfg.light_tokens}[variant]
-    digest = fingerprint("sft-model", variant, build_info(base_folder)["fingerprint"],
-                         build_info(data)["fingerprint"], cfg, tokens, profile.seed, profile.dtype)
+    tokens = variant_tokens(cfg, variant)
+    digest = sft_fingerprint(profile, variant)
     if current(folder, digest):
         return folder
     print(f"[mimo-lite] SFT ({variant}) for profile {profile.name!r}: {tokens:,} assistant tokens "
