@@ -138,25 +138,99 @@ def quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def build_all(calls: list, processes: int = 1) -> list:
+class Then:
+    """`Then(build, use)()` is `use(build())`: an artifact and what is done with it, as one call
+    that a worker process can run (both must be picklable, e.g. `functools.partial`s of kit
+    functions).
+
+    >>> import functools, operator
+    >>> Then(functools.partial(operator.add, 1, 2), functools.partial(operator.mul, 10))()
+    30
+    """
+
+    def __init__(self, build, use):
+        self.build, self.use = build, use
+
+    def __call__(self):
+        return self.use(self.build())
+
+
+def _set_threads(threads: int | None) -> None:
+    """A worker's torch threads (the profile's `threads`: 1 per process on the toy CPU)."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+class _Later:
+    """A call run where and when its result is first asked for (`Jobs` with one process)."""
+
+    def __init__(self, call):
+        self.call, self.done, self.value = call, False, None
+
+    def result(self):
+        if not self.done:
+            self.value, self.done = self.call(), True
+        return self.value
+
+
+class Jobs:
+    """Builds started now and collected later, `processes` at a time: `submit(call)` queues a
+    call (a `functools.partial` of a kit function) and returns a handle whose `result()` waits for
+    it. A notebook submits every independent run as soon as it can, so that both cores stay busy
+    while earlier sections are read; calls run first-come first-served. With `processes` 1 nothing
+    runs until its result is asked for, here, in the order asked: the serial run of a `gpu` or
+    `smoke` notebook. Every call must be independent of the calls still running (submit a call
+    that reads another's artifact only after that one's `result()`), and each seeds itself, so
+    the artifacts are the ones a serial run builds.
+
+        jobs = Jobs(2)
+        rl = jobs.submit(partial(ensure_rl_model, profile, "sft"))
+        ...
+        folder = rl.result()
+        jobs.close()
+    """
+
+    def __init__(self, processes: int = 1, threads: int | None = None):
+        self.pool = None
+        if processes > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the caller may hold torch's thread pools and a Jupyter kernel's sockets
+            self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_set_threads, initargs=(threads,))
+
+    def submit(self, call):
+        return self.pool.submit(call) if self.pool else _Later(call)
+
+    def close(self) -> None:
+        """Wait for the calls submitted and stop the worker processes."""
+        if self.pool:
+            self.pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def build_all(calls: list, processes: int = 1, threads: int | None = None) -> list:
     """Build independent artifacts side by side: each call (a `functools.partial` of a kit
     function such as `ensure_rl_model`) runs in one of `processes` worker processes, and the
     results come back in the order of `calls`. With `processes` 1 they run here, one after the
     other. On a CPU with one torch thread per process (the toy profile), two processes use the
     machine's two cores where one run alone leaves one idle; every call must be independent of
     the others (none reads what another builds), and each seeds itself, so the artifacts are the
-    ones a serial run builds.
+    ones a serial run builds. `threads` sets torch's threads in each worker.
 
     >>> import functools, operator
     >>> build_all([functools.partial(operator.add, 1, 2), functools.partial(operator.mul, 3, 4)])
     [3, 12]
     """
-    if processes <= 1 or len(calls) <= 1:
-        return [call() for call in calls]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: the caller may hold torch's thread pools and a Jupyter kernel's sockets
-    with ProcessPoolExecutor(min(processes, len(calls)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [f.result() for f in futures]
+    if len(calls) <= 1:
+        processes = 1
+    with Jobs(min(processes, len(calls)), threads) as jobs:
+        handles = [jobs.submit(call) for call in calls]
+        return [h.result() for h in handles]

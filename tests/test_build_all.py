@@ -1,11 +1,12 @@
 """Independent artifacts built side by side (`artifacts.build_all`, the profile's `processes`)."""
 
 import functools
+import operator
 import os
 
 import pytest
 
-from mimo_lite.artifacts import build_all
+from mimo_lite.artifacts import Jobs, Then, build_all
 from mimo_lite.profile import load_profile
 
 
@@ -29,3 +30,21 @@ def test_processes_is_a_checked_setting():
     assert load_profile("toy").processes == 2 and load_profile("smoke").processes == 1
     with pytest.raises(ValueError, match="processes"):
         load_profile("smoke", {"processes": "0"})
+
+
+def test_jobs_run_queued_calls_side_by_side_and_return_each_result():
+    with Jobs(2, threads=1) as jobs:
+        first = jobs.submit(functools.partial(os.getpid))
+        later = jobs.submit(Then(functools.partial(int, "7"), functools.partial(operator.mul, 6)))
+        assert later.result() == 42
+        assert first.result() != os.getpid()       # ran in a worker process
+
+
+def test_jobs_with_one_process_run_each_call_here_when_its_result_is_asked_for():
+    calls = []
+    jobs = Jobs(1)
+    a = jobs.submit(functools.partial(calls.append, "a"))
+    b = jobs.submit(functools.partial(calls.append, "b"))
+    assert calls == []                             # nothing ran yet
+    b.result(), a.result(), b.result()
+    assert calls == ["b", "a"]                     # in the order asked, each once

@@ -5,6 +5,7 @@
     load_suite, load_checkpoint   the kit's held-out problems and public formats (suites.py); models
     export_lm_eval_tasks          the suites as lm-evaluation-harness tasks (lm_eval_tasks.py)
     solve_rate                    held-out pass@1 inside training runs (notebooks 06 and 08)
+    heldout_scores                solve_rate of a saved model, greedy and sampled, in a worker (06)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .stage import evaluate, load_checkpoint, summarise
 from .suites import load_suite
 
 __all__ = ["avg_at_k", "bootstrap_interval", "evaluate", "export_lm_eval_tasks", "load_checkpoint",
-           "load_suite", "pass_at_k", "prompt_ids", "sample_answers", "solve_rate", "summarise"]
+           "heldout_scores", "load_suite", "pass_at_k", "prompt_ids", "sample_answers", "solve_rate", "summarise"]
 
 
 def sample_answers(model, tokenizer, prompts: list[str], n: int, temperature: float = 0.8,
@@ -97,3 +98,18 @@ def solve_rate(model, tokenizer, problems: list[dict], samples: int = 1, tempera
                 code=mean([r for r in rows if r["domain"] == "code"]),
                 by_tier=tiers("math"), code_by_tier=tiers("code"), rows=rows)
 
+
+
+def heldout_scores(folder, problems: list[dict], max_new_tokens: int, samples: int = 4,
+                   temperature: float = 1.0, seed: int = 0, device: str = "cpu") -> dict:
+    """`solve_rate` of the model saved in `folder`, greedy and with `samples` sampled replies per
+    problem: {"folder", "greedy", "sampled"}. Loads its own model and tokenizer, so that it can run
+    in a worker process (`artifacts.build_all`) right after the run that trained it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return {"folder": folder,
+            "greedy": solve_rate(model, tokenizer, problems, max_new_tokens=max_new_tokens),
+            "sampled": solve_rate(model, tokenizer, problems, samples=samples, temperature=temperature,
+                                  max_new_tokens=max_new_tokens, seed=seed)}

@@ -168,6 +168,14 @@ def evaluate(model, problems: list[dict], out_dir: str | Path, k: tuple[int, ...
     return _write_table(out, problems, k)
 
 
+def evaluate_checkpoint(folder: str | Path, problems: list[dict], out_dir: str | Path,
+                        device: str = "cpu", **settings) -> list[dict]:
+    """`evaluate` of the checkpoint in `folder` on `device`: one call that a worker process can run
+    (notebook 10 evaluates its four models side by side with `artifacts.build_all`)."""
+    model, tokenizer = load_checkpoint(folder)
+    return evaluate(model.to(device), problems, out_dir, tokenizer=tokenizer, **settings)
+
+
 def _start_or_resume(out: Path, settings: dict) -> None:
     saved = out / "settings.json"
     if saved.exists() and json.loads(saved.read_text()) != settings:
