@@ -4,7 +4,8 @@ Each trainer keeps only its data and its step; `Run` holds the rest, the same fo
 (torchtitan's split between `train_step` and the run machinery):
 
 - device and precision: fp32 master weights, the forward under autocast to the profile's dtype
-  (bfloat16 on a GPU; nothing changes in float32), and `torch.compile` when the profile asks;
+  (bfloat16 on a GPU; nothing changes in float32), and `torch.compile` when the profile asks
+  (with the inductor options of `compile_options`);
 - FSDP2 under torchrun (`parallel.shard`: one unit per decoder block and MTP layer), a no-op
   in one process; only rank 0 writes metrics, shows progress and talks to the tracker;
 - AdamW over the trainable parameters, matrices decayed, norms and biases not;
@@ -53,7 +54,7 @@ class Run:
         device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = parallel.shard(model.to(device))
         self.device, self.dtype = device, dtype
-        self.forward = torch.compile(self.model) if compile else self.model
+        self.forward = torch.compile(self.model, options=compile_options()) if compile else self.model
         self.autocast = torch.autocast(device_type=device.type, dtype=dtype,
                                        enabled=dtype != torch.float32)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -137,6 +138,22 @@ class Run:
             self.bar.close()
         if self.tracker is not None:
             self.tracker.close()
+
+
+def compile_options() -> dict:
+    """Inductor's options for the trainers' `torch.compile`: the defaults, mix-order reduction off.
+
+    Mix-order reduction (torch ≥ 2.10) fuses a backward's reductions along rows with those along
+    columns, as in an RMSNorm backward. With the MTP loss the main stack's tensors have B·T rows
+    and the MTP layer's B·(T-1) (the last position has no next token to embed). At one sequence
+    per micro-batch, where the batch warm-up starts (B = 1, T = 1024), inductor meets split
+    reductions of 1024 and of 1023 rows in one candidate fusion and stops the first backward with
+    "AssertionError: 1023 v.s. 1024" instead of declining it. Measured on one H200 with torch
+    2.11: that step fails with the pass and compiles without it; 32 sequences compile either way.
+    """
+    from torch._inductor import config
+
+    return {"triton.mix_order_reduction": False} if hasattr(config.triton, "mix_order_reduction") else {}
 
 
 def adamw(model, lr: float, weight_decay: float, betas, fused: bool = False) -> torch.optim.AdamW:
