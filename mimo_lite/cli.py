@@ -33,6 +33,8 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     """Execute the notebooks in order with papermill; executed copies go to runs/<profile>/notebooks/."""
     import papermill
 
+    from .notebook import note_run_time
+
     load_profile(profile, overrides)   # fail early, with the profile's own message
     folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -52,6 +54,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
             params["runs_root"] = str(runs_root)
         papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
                                    cwd=str(folder), kernel_name="python3", progress_bar=False)
+        note_run_time(out, nb.stem, profile, time.time() - t0)
         print(f"[mimo-lite] {nb.stem} done in {time.time() - t0:.0f} s -> {out / nb.name}", flush=True)
         done.append(out / nb.name)
     return done
@@ -132,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
                                       "runs/<profile>/; says which are current here")
     p.add_argument("archive")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("record-times", help="copy the notebooks' run times of runs/<profile>/ into the "
+                                            "kit's record, which each notebook prints at its top")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--how", default="", help='a few words on the run, e.g. "fresh clone, nothing pre-built"')
     p = sub.add_parser("export-lm-eval", help="write a suite as lm-evaluation-harness tasks")
     p.add_argument("--suite", default="heldout")
     p.add_argument("--format", default=None)
@@ -165,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
             from .share import unpack
             for name, state in unpack(args.archive, args.runs).items():
                 print(f"{name:<28} {'reused' if state == 'current' else state}")
+        elif args.command == "record-times":
+            from .notebook import record_run_times
+            entry = record_run_times(args.profile, args.runs, args.how)
+            print(f"{args.profile}: {len(entry['notebooks'])} notebooks, {entry['total_s'] / 60:.1f} min in all")
         elif args.command == "export-lm-eval":
             from .eval import export_lm_eval_tasks, load_suite
             problems = load_suite(args.suite, args.profile, args.runs, args.format)

@@ -4,14 +4,22 @@ A notebook starts with `nb = start("03_architecture", profile)`; it then saves p
 `nb.savefig(fig, "rope_frequencies")` and records its key numbers with `nb.record(...)`. The
 numbers land in `runs/<profile>/notebooks/<name>.json`, next to the executed copy that papermill
 writes, so a test can assert on what the notebook computed.
+
+Run times: `mimo-lite notebooks` writes each notebook's wall time to
+`runs/<profile>/notebooks/run_times.json`; `mimo-lite record-times` copies a run's times into the
+kit's record (`mimo_lite/run_times.json`, one entry per profile), and `start` prints this
+notebook's recorded times at every profile, and this machine's last one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
 from pathlib import Path
 
-from .artifacts import runs_dir
+from .artifacts import runs_dir, write_json
 from .profile import Profile, load_profile
 
 
@@ -44,8 +52,64 @@ class NotebookRun:
         tmp.replace(self.record_path)
 
 
+RUN_TIMES = Path(__file__).parent / "run_times.json"   # the kit's record: {profile: {machine, date, notebooks}}
+
+
 def start(name: str, profile: str, runs_root: str | Path | None = None,
           overrides: dict | None = None) -> NotebookRun:
     """Load the profile (with `overrides` of single settings, {"section.key": value}) and prepare
-    the notebook's output folders; the outputs stay under runs/<profile name>/."""
-    return NotebookRun(name, load_profile(profile, overrides), runs_root)
+    the notebook's output folders; the outputs stay under runs/<profile name>/. Prints the
+    notebook's recorded run times."""
+    run = NotebookRun(name, load_profile(profile, overrides), runs_root)
+    print(run_time_line(name, run.out / "run_times.json"))
+    return run
+
+
+def machine() -> str:
+    """This machine in a few words, for a run-time record."""
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(0)}"
+    except ImportError:                                    # pragma: no cover - torch is required
+        pass
+    return f"{os.cpu_count()} CPU cores ({platform.machine()})"
+
+
+def note_run_time(folder: Path, name: str, profile: str, wall_s: float) -> None:
+    """Add one notebook's wall time to `folder/run_times.json` (what `mimo-lite notebooks` ran)."""
+    path = Path(folder) / "run_times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[name] = dict(wall_s=round(wall_s, 1), profile=profile, machine=machine(),
+                       finished=time.strftime("%Y-%m-%d %H:%M"))
+    write_json(path, times)
+
+
+def record_run_times(profile: str, runs_root: str | Path | None = None, how: str = "",
+                     record: Path = RUN_TIMES) -> dict:
+    """Copy the run times of `runs/<profile>/notebooks/` into the kit's record, as `profile`'s
+    entry (`how`: a few words on the run, e.g. "fresh clone, nothing pre-built")."""
+    path = runs_dir(profile, runs_root) / "notebooks" / "run_times.json"
+    if not path.exists():
+        raise SystemExit(f"No run times in {path}: run `mimo-lite notebooks --profile {profile}` first.")
+    times = json.loads(path.read_text())
+    entry = dict(machine=sorted({t["machine"] for t in times.values()}), how=how,
+                 finished=max(t["finished"] for t in times.values()),
+                 notebooks={n: t["wall_s"] for n, t in sorted(times.items())},
+                 total_s=round(sum(t["wall_s"] for t in times.values()), 1))
+    kit = json.loads(Path(record).read_text()) if Path(record).exists() else {}
+    kit[profile] = entry
+    write_json(Path(record), kit)
+    return entry
+
+
+def run_time_line(name: str, local: Path | None = None, record: Path = RUN_TIMES) -> str:
+    """'Run time of <name>, recorded: toy 383 s (2 CPU cores, …) · …; here: …' from the records."""
+    kit = json.loads(Path(record).read_text()) if Path(record).exists() else {}
+    parts = [f"{p} {e['notebooks'][name]:.0f} s ({', '.join(e['machine'])}; {e['how'] or 'recorded'}, {e['finished'][:10]})"
+             for p, e in kit.items() if name in e.get("notebooks", {})]
+    line = f"Run time of {name}, recorded: " + (" · ".join(parts) if parts else "none yet")
+    mine = json.loads(local.read_text()).get(name) if local and Path(local).exists() else None
+    if mine:
+        line += f"; its last run here: {mine['wall_s']:.0f} s at {mine['profile']!r} ({mine['finished']})"
+    return line
