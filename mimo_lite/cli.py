@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     import papermill
 
     from .notebook import note_run_time
+    from .train.run import BATCH_ENV
 
     load_profile(profile, overrides)   # fail early, with the profile's own message
     folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
@@ -45,18 +47,30 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
                          f"checkout or pass --notebooks DIR.")
     out = runs_dir(profile, runs_root) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
+    # The kernels inherit these: the kit's progress bars as text, saved at their end (a widget's
+    # saved copy shows its first state, 0%), and no loading/saving bars of transformers or datasets.
+    batch = {BATCH_ENV: "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    was = {k: os.environ.get(k) for k in batch}
+    os.environ.update(batch)
     done = []
-    for nb in notebooks:
-        t0 = time.time()
-        print(f"[mimo-lite] {nb.stem} at profile {profile!r} ...", flush=True)
-        params = {"profile": profile, "overrides": dict(overrides or {})}
-        if runs_root:
-            params["runs_root"] = str(runs_root)
-        papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
-                                   cwd=str(folder), kernel_name="python3", progress_bar=False)
-        note_run_time(out, nb.stem, profile, time.time() - t0)
-        print(f"[mimo-lite] {nb.stem} done in {time.time() - t0:.0f} s -> {out / nb.name}", flush=True)
-        done.append(out / nb.name)
+    try:
+        for nb in notebooks:
+            t0 = time.time()
+            print(f"[mimo-lite] {nb.stem} at profile {profile!r} ...", flush=True)
+            params = {"profile": profile, "overrides": dict(overrides or {})}
+            if runs_root:
+                params["runs_root"] = str(runs_root)
+            papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
+                                       cwd=str(folder), kernel_name="python3", progress_bar=False)
+            note_run_time(out, nb.stem, profile, time.time() - t0)
+            print(f"[mimo-lite] {nb.stem} done in {time.time() - t0:.0f} s -> {out / nb.name}", flush=True)
+            done.append(out / nb.name)
+    finally:
+        for k, v in was.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
     return done
 
 

@@ -31,3 +31,11 @@ def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
     a, _, c, ctrl = rise.values()
     flatter = min(a["mean"] - a["ci95"], ctrl["mean"] - ctrl["ci95"]) - (c["mean"] + c["ci95"])
     assert rec["long_context_position_verdict"] == (flatter > 0)
+
+
+def test_executed_pretraining_notebook_keeps_its_progress_bars_at_their_end(run_notebook, smoke_runs):
+    run_notebook("04")                     # reuses the artifacts of the test above
+    executed = (smoke_runs / "smoke" / "notebooks" / "04_pretraining.ipynb").read_text()
+    assert "application/vnd.jupyter.widget-view+json" not in executed   # a widget's copy is saved at 0%
+    record = (smoke_runs / "smoke" / "notebooks" / "run_times.json").read_text()
+    assert '"04_pretraining"' in record

@@ -31,16 +31,20 @@ Each trainer keeps only its data and its step; `Run` holds the rest, the same fo
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+import tqdm.auto
+import tqdm.std
 
 from ..profile import TRACKERS
 from . import checkpoint, parallel
+
+BATCH_ENV = "MIMO_LITE_BATCH"   # set by `mimo-lite notebooks`: the notebooks run unattended
 
 
 class Run:
@@ -103,8 +107,11 @@ class Run:
         return norm.item()
 
     # -- what the run reports -------------------------------------------------------------------
-    def progress(self, total: float, initial: float = 0, unit: str = "it", desc: str = "") -> tqdm:
-        self.bar = tqdm(total=total, initial=initial, unit=unit, unit_scale=unit != "it",
+    def progress(self, total: float, initial: float = 0, unit: str = "it", desc: str = ""):
+        # a person in Jupyter gets tqdm's widget; `mimo-lite notebooks` (papermill) gets the text
+        # bar, whose saved output ends at 100% where a widget's saved copy shows its first state
+        bar = tqdm.std.tqdm if os.environ.get(BATCH_ENV) else tqdm.auto.tqdm
+        self.bar = bar(total=total, initial=initial, unit=unit, unit_scale=unit != "it",
                         desc=desc, disable=not self.show_progress)
         return self.bar
 
