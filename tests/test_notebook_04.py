@@ -39,3 +39,11 @@ def test_executed_pretraining_notebook_keeps_its_progress_bars_at_their_end(run_
     assert "application/vnd.jupyter.widget-view+json" not in executed   # a widget's copy is saved at 0%
     record = (smoke_runs / "smoke" / "notebooks" / "run_times.json").read_text()
     assert '"04_pretraining"' in record
+
+
+def test_the_by_hand_steps_are_the_trainers_first_steps(run_notebook):
+    rec = run_notebook("04")
+    assert rec["hand_matches_trainer"] is True
+    steps = rec["hand_steps"]
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 1
+    assert all(abs(s["loss"] - (s["main_loss"] + s["mtp_loss_weight"] * s["mtp_loss"])) < 1e-4 for s in steps)
