@@ -53,3 +53,9 @@ def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
     assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
     assert len(r["sft_spec3_conditional_acceptance"]) == len(r["base_spec3_conditional_acceptance"])
     assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0
+
+
+def test_the_by_hand_sft_steps_are_the_trainers_first_steps(run_notebook):
+    rec = run_notebook("06")
+    assert rec["sft_hand_matches_trainer"] is True
+    assert all(s["assistant_tokens"] > 0 and s["main_loss"] > 0 for s in rec["sft_hand_steps"])
