@@ -113,3 +113,42 @@ def run_time_line(name: str, local: Path | None = None, record: Path = RUN_TIMES
     if mine:
         line += f"; its last run here: {mine['wall_s']:.0f} s at {mine['profile']!r} ({mine['finished']})"
     return line
+
+
+def watch(handles: dict, metrics: dict, key: str, every: float = 10.0, title: str = "") -> dict:
+    """Wait for runs queued with `artifacts.Jobs` while drawing their training curves live.
+
+    handles: {label: handle}; metrics: {label: [metrics.jsonl paths, first found is read]} (a
+    run's working folder while it trains, its artifact once built). Every `every` seconds the
+    figure is redrawn in place from what each run has logged so far (`key` against step); the
+    executed notebook keeps the last drawing, the finished curves. With one process a handle runs
+    its call here when asked (its own progress bar shows), and the figure is drawn once at the end.
+    Returns {label: result}.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .train.run import read_metrics
+
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    shown = display(fig, display_id=True)
+    plt.close(fig)
+
+    def draw():
+        ax.clear()
+        for label, paths in metrics.items():
+            found = next((Path(p) for p in paths if Path(p).exists()), None)
+            rows = [r for r in read_metrics(found) if key in r] if found else []
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=f"{label} ({len(rows)} steps)")
+        ax.set(title=title or f"{key}, as the runs train", xlabel="step", ylabel=key)
+        ax.legend(fontsize=8)
+        if shown is not None:
+            shown.update(fig)
+
+    pending = [h for h in handles.values() if hasattr(h, "done")]       # running in worker processes
+    while not all(h.done() for h in pending):
+        draw()
+        time.sleep(every)
+    results = {label: h.result() for label, h in handles.items()}
+    draw()
+    return results

@@ -28,3 +28,28 @@ def test_noted_times_become_the_record_that_each_notebook_prints(tmp_path):
 def test_recording_without_a_run_says_what_to_run(tmp_path):
     with pytest.raises(SystemExit, match="mimo-lite notebooks --profile toy"):
         record_run_times("toy", tmp_path, record=tmp_path / "r.json")
+
+
+def test_watch_waits_for_running_calls_and_returns_their_results(tmp_path):
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from mimo_lite.artifacts import Jobs
+    from mimo_lite.notebook import watch
+
+    metrics = tmp_path / "metrics.jsonl"
+
+    def train(n):                                   # logs n steps, then returns its "folder"
+        for step in range(1, n + 1):
+            with metrics.open("a") as f:
+                f.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\n")
+        return f"run of {n} steps"
+
+    with ThreadPoolExecutor(1) as pool:             # a running call, as a worker process's would be
+        handles = {"a": pool.submit(train, 3)}
+        assert watch(handles, {"a": [tmp_path / "missing.jsonl", metrics]}, "loss", every=0.01) == {"a": "run of 3 steps"}
+    assert len(metrics.read_text().splitlines()) == 3
+    serial = Jobs(1).submit(functools.partial(str, 7))            # one process: runs when asked
+    assert watch({"b": serial}, {}, "loss", every=0.01) == {"b": "7"}
