@@ -2,8 +2,8 @@
 
 One torchrun launch (2 processes on the gloo backend, CPU) trains the toy stream 3 steps from a
 meta-device init, with a sharded checkpoint at step 2; resumes a copy of that run from step 2;
-builds a model on the meta device again and gathers its weights; and saves and restores each
-rank's RNG. The tests then compare all of it with one process.
+builds a model on the meta device again and gathers its weights; saves and restores each
+rank's RNG; and takes one step in bfloat16. The tests then compare all of it with one process.
 """
 
 import json
@@ -35,6 +35,7 @@ import pretrain_helpers
 from pathlib import Path
 from mimo_lite.train import checkpoint, parallel
 from mimo_lite.train.loop import train
+from mimo_lite.train.run import Run
 torch.set_num_threads(1)
 rank, world = parallel.init()
 out = Path({out!r})
@@ -64,6 +65,19 @@ before = torch.rand(3).tolist()
 torch.manual_seed(12345)
 checkpoint.load(out / "rng" / "step-00000001", model, optimizer)
 (out / f"rng-{{rank}}.json").write_text(json.dumps([before, torch.rand(3).tolist()]))
+
+# bfloat16: the units compute in bf16 (MixedPrecisionPolicy), the master weights stay fp32
+model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu", torch.bfloat16)
+run = Run(out / "bf16", model, lr=1e-3, dtype=torch.bfloat16, progress=False)
+seen = set()
+model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.add(str(o.dtype)))
+rows = pretrain_helpers.streams(1, 0).take(4)[rank::world]
+with run.autocast:
+    run.forward(rows, labels=rows).loss.backward()
+run.optimizer_step(1.0)
+if rank == 0:
+    (out / "bf16.json").write_text(json.dumps({{"computed": sorted(seen),
+        "weights": sorted({{str(p.dtype) for p in model.parameters()}})}}))
 """
 
 
@@ -101,9 +115,9 @@ def test_a_sharded_checkpoint_resumes_at_two_processes_and_at_one(two_processes,
     manifest = json.loads((saved[0] / checkpoint.MANIFEST).read_text())
     assert manifest["world_size"] == 2 and set(manifest["files"]) == files - {checkpoint.MANIFEST}
 
-    resumed = read_metrics(two_processes / "resumed" / "metrics.jsonl")
-    assert [m["step"] for m in resumed] == [1, 2, 3]
-    assert resumed[2]["loss"] == pytest.approx(straight[2]["loss"], abs=1e-6)
+    resumed = read_metrics(two_processes / "resumed" / "metrics.jsonl")    # bit-exact
+    assert [(m["step"], m["loss"], m["grad_norm"]) for m in resumed] == \
+           [(m["step"], m["loss"], m["grad_norm"]) for m in straight]
 
     shutil.copytree(two_processes / "straight", tmp_path / "one")   # resumed by one process
     one_process(tmp_path / "one")
@@ -112,6 +126,24 @@ def test_a_sharded_checkpoint_resumes_at_two_processes_and_at_one(two_processes,
     assert one[2]["batch_sequences"] == straight[2]["batch_sequences"]
     assert one[2]["loss"] == pytest.approx(straight[2]["loss"], abs=1e-6)
     assert one[2]["grad_norm"] == pytest.approx(straight[2]["grad_norm"], rel=1e-5)
+
+
+def test_an_unsealed_or_corrupted_sharded_checkpoint_is_skipped(two_processes, tmp_path):
+    folder = tmp_path / "checkpoints"
+    good = folder / "step-00000002"
+    shutil.copytree(two_processes / "straight" / "checkpoints" / good.name, good)
+    unsealed = folder / "step-00000003"              # every shard written, no manifest yet
+    shutil.copytree(good, unsealed)
+    (unsealed / checkpoint.MANIFEST).unlink()
+    with pytest.warns(UserWarning, match="no readable MANIFEST"):
+        assert checkpoint.latest_good(folder) == good
+    corrupted = folder / "step-00000004"
+    shutil.copytree(good, corrupted)
+    with open(corrupted / "__1_0.distcp", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.warns(UserWarning, match="corrupted __1_0.distcp"):
+        assert checkpoint.latest_good(folder) == good
 
 
 def test_each_rank_restores_its_own_rng(two_processes):
@@ -157,3 +189,8 @@ def test_meta_device_init_is_the_same_at_one_and_two_processes(two_processes):
                        torch.zeros_like(one["model.layers.0.self_attn.q_proj.bias"]))
     std = one["model.layers.0.mlp.up_proj.weight"].std().item()
     assert 0.015 < std < 0.025                     # the config's initializer_range, 0.02
+
+
+def test_bfloat16_computes_in_bf16_with_fp32_master_weights(two_processes):
+    dtypes = json.loads((two_processes / "bf16.json").read_text())
+    assert dtypes == {"computed": ["torch.bfloat16"], "weights": ["torch.float32"]}

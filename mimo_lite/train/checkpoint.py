@@ -255,8 +255,8 @@ def export_hf(checkpoint_dir: Path, out_dir: Path) -> Path:
     are the model's own (`model.layers.0.self_attn.q_proj.weight`, ...), its config the one the
     checkpoint was written with. The optimiser state is never read.
 
-        export_hf("runs/7b/pretrain/checkpoints/step-00001000", "runs/7b/base")
-        AutoModelForCausalLM.from_pretrained("runs/7b/base")
+        export_hf("runs/pretrain_7b/pretrain/checkpoints/step-00001000", "runs/pretrain_7b/export")
+        AutoModelForCausalLM.from_pretrained("runs/pretrain_7b/export")
     """
     from ..config import MiMoConfig
 
