@@ -160,6 +160,8 @@ def test_the_hf_export_of_a_sharded_checkpoint_is_the_one_process_model(two_proc
     monkeypatch.setattr(checkpoint, "SHARD_BYTES", 100_000)               # several files + index
     checkpoint.export_hf(step2, tmp_path / "hf")
     assert len(list((tmp_path / "hf").glob("model-*-of-*.safetensors"))) > 1
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["model_type"] == "mimo" and config["architectures"] == ["MiMoForCausalLM"]
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").state_dict()
 
     # the model one process holds when it resumes from that checkpoint: the very same weights

@@ -111,12 +111,9 @@ def _save_sharded(folder: Path, final: Path, step: int, model, optimizer, state:
     _fsync(tmp / f"rng-{rank}.pt")
     if rank == 0:
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=2))
-        config = getattr(model, "config", None)
-        if config is not None:                  # for export_hf
-            config.to_json_file(tmp / "config.json")
-        for name in ("trainer_state.json", "config.json"):
-            if (tmp / name).exists():
-                _fsync(tmp / name)
+        model.config.to_json_file(tmp / "config.json")      # what export_hf builds the model from
+        _fsync(tmp / "trainer_state.json")
+        _fsync(tmp / "config.json")
     parallel.barrier()
     names = sorted(p.name for p in tmp.iterdir())
     mine = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
@@ -250,15 +247,16 @@ def model_weights(path: Path) -> dict:
 def export_hf(checkpoint_dir: Path, out_dir: Path) -> Path:
     """Write checkpoint `checkpoint_dir`'s model in the Hugging Face layout under `out_dir`.
 
-    One process reads the sharded (DCP) checkpoint a few GB at a time (`SHARD_BYTES`) and writes each
-    part as one safetensors file, with the index `from_pretrained` reads; weights and key names
-    are the model's own (`model.layers.0.self_attn.q_proj.weight`, ...), its config the one the
-    checkpoint was written with. The optimiser state is never read.
+    One process reads the sharded (DCP) checkpoint a few GB at a time (`SHARD_BYTES`) and
+    writes each part as one safetensors file, with the index `from_pretrained` reads; weights
+    and key names are the model's own (`model.layers.0.self_attn.q_proj.weight`, ...), its
+    config the one the checkpoint was written with. The optimiser state is never read.
 
         export_hf("runs/pretrain_7b/pretrain/checkpoints/step-00001000", "runs/pretrain_7b/export")
         AutoModelForCausalLM.from_pretrained("runs/pretrain_7b/export")
     """
     from ..config import MiMoConfig
+    from ..model import MiMoForCausalLM
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     if not is_sharded(checkpoint_dir):
@@ -266,7 +264,10 @@ def export_hf(checkpoint_dir: Path, out_dir: Path) -> Path:
                          f"saves its model with save_pretrained instead (pretrain.ensure_base_model).")
     keys = _sharded_weights(checkpoint_dir)
     config = MiMoConfig.from_json_file(checkpoint_dir / "config.json")
-    if {k.removeprefix("model.") for k in keys} != set(_meta_model_keys(config)):
+    config.architectures = [MiMoForCausalLM.__name__]      # what vLLM reads to pick the model
+    with torch.device("meta"):
+        expected = set(MiMoForCausalLM(config).state_dict())
+    if {k.removeprefix("model.") for k in keys} != expected:
         raise ValueError(f"{checkpoint_dir} does not hold the plain model's weights (LoRA adapters "
                          f"or another model?): merge the adapters before saving, then export.")
     parts, size = [{}], 0
@@ -290,12 +291,5 @@ def export_hf(checkpoint_dir: Path, out_dir: Path) -> Path:
     if len(parts) > 1:
         (out_dir / "model.safetensors.index.json").write_text(json.dumps(
             {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    shutil.copy(checkpoint_dir / "config.json", out_dir / "config.json")
+    config.save_pretrained(out_dir)
     return out_dir
-
-
-def _meta_model_keys(config) -> list[str]:
-    from ..model import MiMoForCausalLM
-
-    with torch.device("meta"):
-        return list(MiMoForCausalLM(config).state_dict())

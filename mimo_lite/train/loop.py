@@ -94,7 +94,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
         state.positions[str(data_stage)] = stream.position
         tokens_in_batch = batch.numel()
         batch = batch[parallel.rank()::world].to(run.device)          # this rank's rows
-        totals = torch.zeros(5)              # loss, main, mtp (means over this rank's rows); MTP hits, positions
+        totals = torch.zeros(5)     # loss, main, mtp: means over this rank's rows; MTP hits, positions
         for micro in batch.split(cfg.micro_batch):
             with run.autocast:
                 out = run.forward(micro, labels=micro, mtp_loss_weight=mtp_loss_weight)
