@@ -196,12 +196,11 @@ def load(path: Path, model, optimizer) -> dict:
     if reason:
         raise ValueError(f"{reason}: delete it or resume from an earlier one.")
     if is_sharded(path):
-        import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         weights, optim = get_state_dict(model, optimizer)   # this rank's shards, to fill in place
         saved = {"model": weights, "optimizer": optim}
-        dcp.load(saved, checkpoint_id=path, no_dist=parallel.world_size() == 1)
+        _dcp_load(saved, path, one_process=parallel.world_size() == 1)
         set_state_dict(model, optimizer, model_state_dict=saved["model"],
                        optim_state_dict=saved["optimizer"])
         rng = path / f"rng-{parallel.rank()}.pt"
@@ -212,6 +211,16 @@ def load(path: Path, model, optimizer) -> dict:
         parallel.load_optimizer_state(model, optimizer, torch.load(path / "optimizer.pt", weights_only=False))
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "trainer_state.json").read_text())
+
+
+def _dcp_load(state: dict, path: Path, one_process: bool) -> None:
+    """`dcp.load` into `state` in place; `one_process`: this process alone reads what it needs
+    (DCP warns that it assumes so without a process group: here that is the intent)."""
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=path, no_dist=one_process)
 
 
 # ---- the model's weights, whole, from either layout -------------------------------------------
@@ -229,10 +238,8 @@ def _sharded_weights(path: Path) -> dict:
 def _read_sharded(path: Path, keys: dict) -> dict:
     """The tensors `keys` ({DCP key: (shape, dtype)}) whole, read in this one process,
     under the model's own names (the "model." that the checkpoint puts before them dropped)."""
-    import torch.distributed.checkpoint as dcp
-
     tensors = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in keys.items()}
-    dcp.load(tensors, checkpoint_id=path, no_dist=True)
+    _dcp_load(tensors, path, one_process=True)
     return {key.removeprefix("model."): t for key, t in tensors.items()}
 
 
