@@ -66,18 +66,22 @@ torch.manual_seed(12345)
 checkpoint.load(out / "rng" / "step-00000001", model, optimizer)
 (out / f"rng-{{rank}}.json").write_text(json.dumps([before, torch.rand(3).tolist()]))
 
-# bfloat16: the units compute in bf16 (MixedPrecisionPolicy), the master weights stay fp32
+# bfloat16: the units gather their weights in bf16 (MixedPrecisionPolicy); the sharded master
+# weights and their gradients stay fp32
 model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu", torch.bfloat16)
-run = Run(out / "bf16", model, lr=1e-3, dtype=torch.bfloat16, progress=False)
-seen = set()
-model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.add(str(o.dtype)))
+bf16 = Run(out / "bf16", model, lr=1e-3, dtype=torch.bfloat16, progress=False)
+gathered = set()
+model.model.layers[0].mlp.down_proj.register_forward_hook(
+    lambda m, i, o: gathered.add(str(m.weight.dtype)))
 rows = pretrain_helpers.streams(1, 0).take(4)[rank::world]
-with run.autocast:
-    run.forward(rows, labels=rows).loss.backward()
-run.optimizer_step(1.0)
+with bf16.autocast:
+    bf16.forward(rows, labels=rows).loss.backward()
+dtypes = {{"gathered": sorted(gathered),
+          "sharded": sorted({{str(p.dtype) for p in model.parameters()}}),
+          "gradients": sorted({{str(p.grad.dtype) for p in model.parameters()}})}}
+bf16.optimizer_step(1.0)
 if rank == 0:
-    (out / "bf16.json").write_text(json.dumps({{"computed": sorted(seen),
-        "weights": sorted({{str(p.dtype) for p in model.parameters()}})}}))
+    (out / "bf16.json").write_text(json.dumps(dtypes))
 """
 
 
@@ -193,6 +197,7 @@ def test_meta_device_init_is_the_same_at_one_and_two_processes(two_processes):
     assert 0.015 < std < 0.025                     # the config's initializer_range, 0.02
 
 
-def test_bfloat16_computes_in_bf16_with_fp32_master_weights(two_processes):
+def test_bfloat16_gathers_bf16_weights_and_keeps_fp32_master_weights(two_processes):
     dtypes = json.loads((two_processes / "bf16.json").read_text())
-    assert dtypes == {"computed": ["torch.bfloat16"], "weights": ["torch.float32"]}
+    assert dtypes == {"gathered": ["torch.bfloat16"], "sharded": ["torch.float32"],
+                      "gradients": ["torch.float32"]}
