@@ -30,10 +30,14 @@ def streams(stage: int, position: int) -> CountingStream:
     return CountingStream(stage, position, SEQ_LENS[stage])
 
 
+def tiny_model_config():
+    return preset("smoke", vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                  num_attention_heads=2, num_key_value_heads=1)
+
+
 def tiny_model(seed: int = 0) -> MiMoForCausalLM:
     torch.manual_seed(seed)
-    return MiMoForCausalLM(preset("smoke", vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                  num_attention_heads=2, num_key_value_heads=1))
+    return MiMoForCausalLM(tiny_model_config())
 
 
 def tiny_config(**overrides) -> PretrainSection:

@@ -94,8 +94,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
         state.positions[str(data_stage)] = stream.position
         tokens_in_batch = batch.numel()
         batch = batch[parallel.rank()::world].to(run.device)          # this rank's rows
-        totals = torch.zeros(4)                                       # loss, main, mtp, mtp correct
-        mtp_count = 0
+        totals = torch.zeros(5)     # loss, main, mtp: means over this rank's rows; MTP hits, positions
         for micro in batch.split(cfg.micro_batch):
             with run.autocast:
                 out = run.forward(micro, labels=micro, mtp_loss_weight=mtp_loss_weight)
@@ -105,8 +104,9 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
                 hit, count = mtp_top1(out.mtp_logits, micro)
             totals += torch.tensor([out.loss.item() * share, out.main_loss.item() * share,
                                     (out.mtp_loss.item() if out.mtp_loss is not None else 0.0) * share,
-                                    hit])
-            mtp_count += count
+                                    hit, count])
+        totals = parallel.sum_over_ranks(totals)                      # the whole batch
+        totals[:3] /= world                                           # each rank holds as many rows
         grad_norm = run.optimizer_step(cfg.grad_clip)
         state.step += 1
         state.tokens += tokens_in_batch
@@ -115,7 +115,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
         if run.due(state.step, last=state.tokens >= cfg.total_tokens):
             line = run.log(state.step, tokens=state.tokens, stage=stage, loss=totals[0].item(),
                            main_loss=totals[1].item(), mtp_loss=totals[2].item(),
-                           mtp_top1=totals[3].item() / max(mtp_count, 1), lr=lr,
+                           mtp_top1=totals[3].item() / max(totals[4].item(), 1), lr=lr,
                            mtp_loss_weight=mtp_loss_weight, batch_sequences=n_seq, seq_len=seq_len,
                            grad_norm=grad_norm)
             bar.set_postfix(loss=f"{line['loss']:.3f}", mtp_top1=f"{line['mtp_top1']:.2f}")

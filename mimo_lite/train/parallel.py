@@ -4,10 +4,16 @@ Under `torchrun --nproc_per_node N`, `init()` joins the process group and `shard
 `fully_shard` to every decoder block and MTP layer and then to the whole model (parameters,
 gradients and optimiser state split N ways; ZeRO-3 style). Each rank reads its own slice of every
 batch; FSDP's reduce-scatter averages the gradients. Without torchrun both are no-ops.
+
+A run from scratch gets its model from `build`: in one process the model is built whole, as it
+always is in the notebooks; under torchrun it is built on the meta device (shapes, no memory),
+sharded, and each rank fills only its own shards (`build_sharded`), with the same initial weights
+at every world size.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -32,18 +38,74 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
-def shard(model):
-    """FSDP2: one unit per decoder block and MTP layer, then the root (embeddings, norm, head)."""
+def shard(model, dtype=torch.float32):
+    """FSDP2: one unit per decoder block and MTP layer, then the root (embeddings, norm, head).
+
+    With `dtype` bfloat16 the units compute in bf16 (`MixedPrecisionPolicy`: parameters gathered
+    in bf16, gradients reduced in fp32), while the sharded master weights and AdamW stay fp32.
+    """
     if world_size() == 1:
         return model
-    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
     if isinstance(model, FSDPModule):                 # sharded already (the caller did it)
         return model
-
+    policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+              if dtype == torch.bfloat16 else MixedPrecisionPolicy())
     for block in [*model.model.layers, *model.model.mtp_layers]:
-        fully_shard(block)
-    fully_shard(model)
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def build(config, seed: int, device, dtype=torch.float32):
+    """The model of a run from scratch, initialised from `seed`.
+
+    In one process: `MiMoForCausalLM(config)` after `torch.manual_seed(seed)`, as the notebooks
+    have always built it. Under torchrun: `build_sharded`, already sharded.
+    """
+    from ..model import MiMoForCausalLM
+
+    if not dist.is_initialized():
+        torch.manual_seed(seed)
+        return MiMoForCausalLM(config).to(device)
+    return build_sharded(config, seed, device, dtype)
+
+
+def build_sharded(config, seed: int, device, dtype=torch.float32):
+    """Meta-device initialisation: no rank ever builds the whole model.
+
+    The model is built on the meta device (every shape, no storage) and sharded; `to_empty` then
+    gives each rank storage for its own shards only, on `device`. The weights come from the
+    model's own `_init_weights`, applied to one module's whole weights at a time (at most one
+    matrix, e.g. the embedding, is ever whole): every rank draws the same numbers from one seeded
+    stream, in the model's module order, and keeps its shard of them. So the initial weights are
+    the same at every world size, 1 included (where nothing is sharded). They differ from the
+    one-process `build`, whose constructor draws other numbers first.
+    """
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    from ..model import MiMoForCausalLM
+
+    with torch.device("meta"):
+        model = MiMoForCausalLM(config)
+    blueprint = copy.deepcopy(model)                  # unsharded, on meta: it costs no memory
+    shard(model, dtype)
+    model.to_empty(device=device)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, module in blueprint.named_modules():
+            if not list(module.parameters(recurse=False)):
+                continue
+            module.to_empty(device=device, recurse=False)   # this module's weights, whole
+            model._init_weights(module)
+            for key, whole in module.named_parameters(recurse=False):
+                target = model.get_parameter(f"{name}.{key}")
+                if isinstance(target, DTensor):            # this rank's shard of it
+                    whole = distribute_tensor(whole, target.device_mesh, target.placements,
+                                              src_data_rank=None)
+                target.copy_(whole)
+            module.to_empty(device="meta", recurse=False)
     return model
 
 
@@ -63,20 +125,31 @@ def load_full_state_dict(model, state: dict) -> None:
     set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 
-def optimizer_state(model, optimizer) -> dict:
-    if world_size() == 1:
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-    return get_optimizer_state_dict(model, optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
 def load_optimizer_state(model, optimizer, state: dict) -> None:
     if world_size() == 1:
         optimizer.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `values` over all ranks (a CPU tensor; itself in one process)."""
+    if world_size() == 1:
+        return values
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = values.to(device)
+    dist.all_reduce(total)
+    return total.cpu()
+
+
+def gather(value) -> list:
+    """Every rank's `value` (any picklable object), in rank order."""
+    if world_size() == 1:
+        return [value]
+    values = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def barrier() -> None:

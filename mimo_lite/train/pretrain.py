@@ -82,11 +82,11 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
          curriculum=True, max_steps=None, progress=True, stop_at_stage=None):
     """Train in `folder`, resuming what a run with the same fingerprint left there."""
     run_folder(folder, digest)
-    torch.manual_seed(profile.seed)
     profile.use_threads()
     parallel.init()
     device = profile.torch_device
-    model = MiMoForCausalLM(config).to(device)     # sharded by the run scaffold under torchrun
+    # built whole in one process; under torchrun on the meta device, each rank filling its shards
+    model = parallel.build(config, profile.seed, device, profile.torch_dtype)
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
                   progress=progress, compile=profile.compile, tracker=profile.tracker,
@@ -171,8 +171,6 @@ def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
     with the RoPE base it trained with (10k: stages 1–2 run at the short context)."""
     import json
 
-    from safetensors.torch import load_file
-
     from . import checkpoint
     from ..tokenizer import ensure_tokenizer
 
@@ -184,7 +182,7 @@ def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
         raise ValueError(f"No end-of-stage-{stage} checkpoint in {folder} (found stages "
                          f"{sorted(ends)}): run pretrain({profile.name!r}) to the end first.")
     model = MiMoForCausalLM(model_config(profile, ensure_tokenizer(profile, runs_root)))
-    model.load_state_dict(load_file(ends[stage] / "model.safetensors"))
+    model.load_state_dict(checkpoint.model_weights(ends[stage]))
     set_rope_theta(model, 10_000.0)
     return model.to(profile.torch_device).eval()
 

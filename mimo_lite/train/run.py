@@ -6,11 +6,13 @@ Each trainer keeps only its data and its step; `Run` holds the rest, the same fo
 - device and precision: fp32 master weights, the forward under autocast to the profile's dtype
   (bfloat16 on a GPU; nothing changes in float32), and `torch.compile` when the profile asks
   (with the inductor options of `compile_options`);
-- FSDP2 under torchrun (`parallel.shard`: one unit per decoder block and MTP layer), a no-op
-  in one process; only rank 0 writes metrics, shows progress and talks to the tracker;
+- FSDP2 under torchrun (`parallel.shard`: one unit per decoder block and MTP layer, computing
+  in bf16 when the profile's dtype is bfloat16), a no-op in one process; only rank 0 writes
+  metrics, shows progress and talks to the tracker;
 - AdamW over the trainable parameters, matrices decayed, norms and biases not;
 - exact resume: the newest good checkpoint restores model, optimiser, RNG and the trainer's
-  state (a dataclass with a `step` field); checkpoints are atomic (`checkpoint.py`);
+  state (a dataclass with a `step` field); checkpoints are atomic (`checkpoint.py`), and sharded
+  under torchrun: each rank writes its own shards, and a run resumes at another world size;
 - one metrics file, `metrics.jsonl`, cut back to the resumed step so a resumed run writes
   exactly the lines of a run that never stopped; an optional tracker (TensorBoard or wandb)
   behind one switch; a progress bar.
@@ -56,7 +58,7 @@ class Run:
         self.folder.mkdir(parents=True, exist_ok=True)
         parallel.init()
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = parallel.shard(model.to(device))
+        self.model = parallel.shard(model.to(device), dtype)
         self.device, self.dtype = device, dtype
         self.forward = torch.compile(self.model, options=compile_options()) if compile else self.model
         self.autocast = torch.autocast(device_type=device.type, dtype=dtype,
@@ -86,7 +88,8 @@ class Run:
         return state
 
     def save(self, state, folder: str = "checkpoints", keep: int = 2) -> Path:
-        """A checkpoint of model, optimiser, RNG and `state` under folder/ (every rank calls it)."""
+        """A checkpoint of model, optimiser, RNG and `state` under folder/ (every rank calls it;
+        under torchrun each writes its own shards)."""
         rest = {k: v for k, v in asdict(state).items() if k != "step"}
         return checkpoint.save(self.folder / folder, state.step, self.model, self.optimizer,
                                rest, keep=keep)
