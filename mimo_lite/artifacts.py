@@ -166,11 +166,11 @@ class _Later:
     """A call run where and when its result is first asked for (`Jobs` with one process)."""
 
     def __init__(self, call):
-        self.call, self.done, self.value = call, False, None
+        self.call, self.ran, self.value = call, False, None
 
     def result(self):
-        if not self.done:
-            self.value, self.done = self.call(), True
+        if not self.ran:
+            self.value, self.ran = self.call(), True
         return self.value
 
 
