@@ -19,15 +19,7 @@ import torch
 
 from mimo_lite.config import preset
 from mimo_lite.model import MiMoForCausalLM, qwen2_twin
-
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}   # dense bf16 FLOP/s
-
-
-def train_flops_per_token(model, seq_len: int) -> float:
-    """6·N for the matrices plus attention's 12·layers·seq·d_model (PaLM's estimate)."""
-    c = model.config
-    n = sum(p.numel() for n_, p in model.named_parameters() if "embed_tokens" not in n_)
-    return 6 * n + 12 * c.num_hidden_layers * seq_len * c.hidden_size
+from mimo_lite.scaling import PEAK_BF16, train_flops_per_token
 
 
 def timed_steps(model, batches, steps, device, dtype, compile_, mode=None):
@@ -99,7 +91,7 @@ def main():
         tps = tokens / statistics.median(times)
         line = f"  {name:<32} {tps:>12,.0f} tok/s   ratio vs transformers {tps / base:5.2f}x"
         if peak:
-            line += f"   MFU {tps * train_flops_per_token(ours, args.seq) / peak:5.1%}"
+            line += f"   MFU {tps * train_flops_per_token(ours.config, args.seq) / peak:5.1%}"
         print(line)
 
 

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mimo_lite"
 
 LAYERS = [
-    ["config", "artifacts"],        # the model's config; artifact folders, fingerprints, runs/
+    ["config", "artifacts", "scaling"],   # the model's config; artifact folders; FLOPs and memory arithmetic
     ["model", "profile", "chat"],   # the architecture; profiles; the chat format
     ["tasks"],                      # verifiable problems, verifiers, sandbox, rewards
     ["data", "tokenizer"],          # corpus -> tokenizer trained on it -> packed mixture
