@@ -26,6 +26,7 @@ OWNERS = {
     "eval": "10",              # the four models' held-out evaluations (<model>-<suite>/)
     "report": "10",            # `mimo-lite report`: report.md and its figures
 }
+# Notebook 11 owns no folder: it reads configs and builds nothing.
 NOT_ARTIFACTS = {"notebooks"}  # executed copies, figures and records of every notebook
 
 
