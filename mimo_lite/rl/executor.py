@@ -57,8 +57,11 @@ class RewardExecutor:
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # fork: the workers start at once with the kit already imported (nothing to re-import)
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        # spawn, never fork: a fork copies the trainer's CUDA context and torch's thread pools, which
+        # the child cannot use (CUDA refuses a forked child; a lock held by another thread stays
+        # held). A spawned worker starts clean and imports the kit itself, so `score_fn` must be
+        # importable: a module-level function, not a lambda or a notebook cell's function.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, problem: dict, completion: str) -> Future:
         try:
