@@ -91,9 +91,10 @@ def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]
     """
     if token_budget <= 0:
         return [samples]
+    length = lambda s: len(s.prompt) + len(s.tokens)                  # noqa: E731
     parts: list[list[Sample]] = []
-    for s in sorted(samples, key=lambda s: len(s.prompt) + len(s.tokens), reverse=True):
-        if parts and (len(parts[-1]) + 1) * (len(parts[-1][0].prompt) + len(parts[-1][0].tokens)) <= token_budget:
+    for s in sorted(samples, key=length, reverse=True):
+        if parts and (len(parts[-1]) + 1) * length(parts[-1][0]) <= token_budget:
             parts[-1].append(s)                   # the part's first sample is its longest
         else:
             parts.append([s])
