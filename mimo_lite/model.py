@@ -246,17 +246,22 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
     def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None,
                 cache: Cache | None = None, labels: torch.Tensor | None = None,
                 use_cache: bool | None = None, mtp_loss_weight: float | None = None,
-                return_mtp: bool | None = None, logits_to_keep: int = 0, **kwargs) -> MiMoOutput:
+                return_mtp: bool | None = None, logits_to_keep: int = 0, return_logits: bool = True,
+                **kwargs) -> MiMoOutput:
         """input_ids (B, T). With `labels`, the loss (HF convention: labels are the inputs; -100 ignored).
 
         MTP logits are computed when training the MTP (labels given) or when `return_mtp=True`;
-        `mtp_logits[k][:, t]` predicts token t + k + 2.
+        `mtp_logits[k][:, t]` predicts token t + k + 2. `return_logits=False` skips the lm_head
+        and returns only `hidden_states` (before `norm`): GRPO scores its answer tokens from them
+        a chunk at a time (`rl/logprobs.py`), never holding the (B, T, V) logits.
         """
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         h = self.model(input_ids, position_ids, attention_mask, cache)   # (B, T, D)
-        keep = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
-        logits = self.lm_head(self.model.norm(h[:, keep]))                        # (B, T, V)
+        logits = None
+        if return_logits or labels is not None:
+            keep = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
+            logits = self.lm_head(self.model.norm(h[:, keep]))                    # (B, T, V)
 
         want_mtp = return_mtp if return_mtp is not None else labels is not None
         mtp_logits = (self.mtp_forward(h, input_ids, position_ids, attention_mask)

@@ -345,6 +345,12 @@ class RLSection:
     eps_low: float = setting(0.2, "[0, 1]")          # DAPO's values; MiMo states none
     eps_high: float = setting(0.28, "≥ 0")
     grad_clip: float = setting(1.0, "> 0")
+    # The update's memory at 7B (scaled/): answer tokens per pass through the lm_head (a pass holds
+    # chunk × V logits, recomputed in the backward), and padded tokens per micro-batch (gradients
+    # accumulate to the mini-batch's; Eq. 1's mean stays the mini-batch's). 0: all at once, as the
+    # notebooks run. Either one sums the same terms in another order: float rounding, nothing else.
+    logprob_chunk: int = setting(0, "≥ 0", fingerprint=False)
+    micro_batch_tokens: int = setting(0, "≥ 0", fingerprint=False)
     temperature: float = setting(1.0, "> 0")
     top_p: float = setting(1.0, "(0, 1]")
     max_new_tokens: int = setting(96, "≥ 1")

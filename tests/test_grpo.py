@@ -196,13 +196,20 @@ def test_a_raising_reward_marks_the_sample_unscored(caplog):
     assert len([r for r in caplog.records if "verifier crashed" in r.getMessage()]) == 4
 
 
-def test_a_sandbox_failure_marks_the_sample_unscored(monkeypatch):
-    def broken_sandbox(program, tests, limits=None):
-        raise OSError("cannot start the sandbox")
-    monkeypatch.setattr(rewards, "run_tests", broken_sandbox)        # the forked workers inherit it
+def broken_sandbox(program, tests, limits=None):
+    raise OSError("cannot start the sandbox")
+
+
+def score_without_sandbox(problem, text, scheme):
+    """`rewards.score` in a worker whose sandbox cannot start (the patch lives in that worker only)."""
+    rewards.run_tests = broken_sandbox
+    return rewards.score(problem, text, scheme)
+
+
+def test_a_sandbox_failure_marks_the_sample_unscored():
     problem = {"id": "c", "domain": "code", "prompt": "p", "tests": [{"input": "1", "output": "1\n"}]}
     answer = "<think>x</think>\n```python\nprint(input())\n```"
-    with RewardExecutor(1) as executor:
+    with RewardExecutor(1, score_fn=score_without_sandbox) as executor:
         scored = executor.submit(problem, answer).result()
         assert scored == Scored(None, "OSError: cannot start the sandbox")
         no_code = executor.submit(problem, "<think>x</think> no program").result()

@@ -34,6 +34,10 @@ class Scored:
         return self.reward is not None
 
 
+def _ready() -> None:
+    """Nothing: a worker that runs it has started and imported the kit."""
+
+
 def score_safely(score_fn: Callable, problem: dict, completion: str, scheme: str) -> Scored:
     """Run one reward function, turning every failure into an unscored result with its reason."""
     try:
@@ -49,7 +53,9 @@ class RewardExecutor:
     """`submit(problem, completion)` returns a Future of `Scored`; `workers` processes score them.
 
     `score_fn(problem, completion, scheme)` defaults to `rewards.score`; `scheme` is the code
-    reward (vanilla, strict or soft). Use it as a context manager, or call `close()`.
+    reward (vanilla, strict or soft). Use it as a context manager, or call `close()`. The workers
+    are spawned: a script that starts an executor (or `train_grpo`) keeps its top-level code
+    under `if __name__ == "__main__":`, since each worker imports the script's module again.
     """
 
     def __init__(self, workers: int = 1, scheme: str = "soft", score_fn: Callable = score):
@@ -57,8 +63,17 @@ class RewardExecutor:
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # fork: the workers start at once with the kit already imported (nothing to re-import)
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        # spawn, never fork: a fork copies the trainer's CUDA context and torch's thread pools, which
+        # the child cannot use (CUDA refuses a forked child; a lock held by another thread stays
+        # held). A spawned worker starts clean and imports the kit itself, so `score_fn` must be
+        # importable: a module-level function, not a lambda or a notebook cell's function.
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_ready)
+        # Start the workers now (each imports the kit: seconds), not at the first answer, so that
+        # the reward latency a run measures (notebook 09) is the verifier's, not a process start's.
+        for started in [pool.submit(_ready) for _ in range(self.workers)]:
+            started.result()
+        return pool
 
     def submit(self, problem: dict, completion: str) -> Future:
         try:

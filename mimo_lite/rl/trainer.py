@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..eval import solve_rate
 from ..profile import RLSection
@@ -32,6 +33,7 @@ from ..train.run import Run
 from .batches import ProblemSampler, zero_advantage
 from .executor import RewardExecutor
 from .grpo import LossStats, grpo_loss
+from .logprobs import token_logprobs
 from .rollout import EngineRollout, RolloutBackend
 from .seamless import Sample, collect
 
@@ -50,8 +52,14 @@ def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: P
     return collect(backend, executor, sampler, tokenizer, cfg, seed, prompt_cache)
 
 
-def sequence_logprobs(model, samples: list[Sample], temperature: float):
-    """log π_θ of each answer token at temperature τ, its entropy, and the answer mask; (B, T) each."""
+def sequence_logprobs(model, samples: list[Sample], temperature: float, chunk: int = 0):
+    """log π_θ of each answer token at temperature τ, its entropy, and the answer mask; (B, T) each.
+
+    The log-probs come from the last hidden states through the lm_head (`logprobs.token_logprobs`);
+    no (B, T, V) tensor is built when `chunk` > 0: then only the answer positions are scored,
+    `chunk` at a time. `chunk` = 0 scores every position in one pass, the notebooks' path (at a toy
+    vocabulary the prompt rows cost little; this path keeps their runs' numbers bit for bit).
+    """
     lengths = [len(s.prompt) + len(s.tokens) for s in samples]
     ids = torch.zeros(len(samples), max(lengths), dtype=torch.long)     # right padding: causal, no mask
     mask = torch.zeros(len(samples), max(lengths) - 1)
@@ -62,19 +70,44 @@ def sequence_logprobs(model, samples: list[Sample], temperature: float):
         mask[i, start:start + len(s.tokens)] = 1
         old[i, start:start + len(s.tokens)] = torch.tensor(s.logprobs)
     device = model.lm_head.weight.device
-    ids = ids.to(device)
-    logits = model(ids, return_mtp=False).logits[:, :-1].float() / max(temperature, 1e-6)
-    logp_all = logits.log_softmax(-1)                                    # (B, T-1, V)
-    logprobs = logp_all.gather(-1, ids[:, 1:, None]).squeeze(-1)
-    with torch.no_grad():
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logprobs, old.to(device), mask.to(device), entropy
+    ids, mask = ids.to(device), mask.to(device)
+    hidden = model(ids, return_mtp=False, return_logits=False).hidden_states   # (B, T, D)
+    targets = F.pad(ids[:, 1:], (0, 1))                                  # (B, T): position t predicts t + 1
+    scored = F.pad(mask.bool(), (0, 1)) if chunk else torch.ones_like(ids, dtype=torch.bool)
+    head = lambda h: model.lm_head(model.model.norm(h))                # noqa: E731  (n, D) → (n, V)
+    lp, ent = token_logprobs(head, hidden[scored], targets[scored], temperature, chunk)   # (N,) each
+    logprobs = torch.zeros(ids.shape, dtype=lp.dtype, device=device)
+    logprobs[scored] = lp
+    entropy = torch.zeros_like(logprobs)
+    entropy[scored] = ent
+    return logprobs[:, :-1], old.to(device), mask, entropy[:, :-1]
+
+
+def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]]:
+    """Split a mini-batch so that each part's padded size (rows × longest prompt + answer) fits
+    `token_budget`; a sequence longer than the budget goes alone. 0: one part, the whole batch.
+
+    Longest first, so that sequences of like length share a part and little is padding.
+    """
+    if token_budget <= 0:
+        return [samples]
+    length = lambda s: len(s.prompt) + len(s.tokens)                  # noqa: E731
+    parts: list[list[Sample]] = []
+    for s in sorted(samples, key=length, reverse=True):
+        if parts and (len(parts[-1]) + 1) * length(parts[-1][0]) <= token_budget:
+            parts[-1].append(s)                   # the part's first sample is its longest
+        else:
+            parts.append([s])
+    return parts
 
 
 def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
            generator: torch.Generator, reference=None, autocast=None) -> dict:
     """Step 3: mini-batch updates of Eq. 1 over the scored answers of the kept groups.
 
+    Each mini-batch is one optimiser step; its gradient is accumulated over micro-batches of at
+    most `cfg.micro_batch_tokens` padded tokens, each micro-batch's loss weighted so that the sum
+    is the mini-batch's loss: Eq. 1's 1/Σ_i|o_i| runs over the whole mini-batch, not each part.
     `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0);
     `autocast` is the run's precision context (none: the model's own dtype).
     """
@@ -85,32 +118,37 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
     order = torch.randperm(len(samples), generator=generator).tolist()
     parts = [order[k::cfg.updates_per_step] for k in range(cfg.updates_per_step)]
     stats: list[LossStats] = []
-    entropy, tokens = 0.0, 0
+    entropy, tokens, updates = 0.0, 0, 0
     for part in (p for p in parts if p):
         batch = [samples[i] for i in part]
-        with autocast:
-            logprobs, old, mask, ent = sequence_logprobs(model, batch, cfg.temperature)
-        adv = torch.tensor([s.advantage for s in batch], device=logprobs.device)
-        ref = None
-        if cfg.kl_coef:
-            with torch.no_grad(), autocast:
-                ref = sequence_logprobs(reference, batch, cfg.temperature)[0]
-        loss, st = grpo_loss(logprobs, old, adv, mask, cfg.eps_low, cfg.eps_high,
-                             token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
+        answer_tokens = sum(len(s.tokens) for s in batch)                # Σ_i|o_i| of the mini-batch
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for micro in micro_batches(batch, cfg.micro_batch_tokens):
+            with autocast:
+                logprobs, old, mask, ent = sequence_logprobs(model, micro, cfg.temperature, cfg.logprob_chunk)
+            adv = torch.tensor([s.advantage for s in micro], device=logprobs.device)
+            ref = None
+            if cfg.kl_coef:
+                with torch.no_grad(), autocast:
+                    ref = sequence_logprobs(reference, micro, cfg.temperature, cfg.logprob_chunk)[0]
+            loss, st = grpo_loss(logprobs, old, adv, mask, cfg.eps_low, cfg.eps_high,
+                                 token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
+            # the part's share of the mini-batch's mean: its tokens (Eq. 1) or its answers (per-answer mean)
+            share = (st.tokens / max(answer_tokens, 1) if cfg.token_level else len(micro) / len(batch))
+            (loss * share).backward()
+            stats.append(st)
+            entropy += (ent * mask).sum().item()
+            tokens += int(mask.sum().item())
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         optimizer.step()
-        stats.append(st)
-        entropy += (ent * mask).sum().item()
-        tokens += int(mask.sum().item())
+        updates += 1
     weight = [s.tokens for s in stats]
     mean = lambda xs: sum(x * w for x, w in zip(xs, weight)) / max(sum(weight), 1)   # noqa: E731
     return dict(loss=mean([s.loss for s in stats]), clip_low=mean([s.clip_low for s in stats]),
                 clip_high=mean([s.clip_high for s in stats]),
                 ratio=mean([s.ratio_mean for s in stats]), kl=mean([s.kl for s in stats]),
                 entropy=entropy / max(tokens, 1),
-                updates=len(stats))
+                updates=updates)
 
 
 def freeze_mtp(model) -> None:
