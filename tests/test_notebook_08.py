@@ -26,6 +26,8 @@ def test_notebook_08_grpo_runs_and_ablations(run_notebook, smoke_runs):
     assert r["on_policy_max_abs_log_ratio"] < 1e-3
     assert all(abs(s) < 1e-4 for s in r["group_advantage_sums"])
     assert 0 <= r["demo_clip_low"] <= 1 and 0 <= r["demo_clip_high"] <= 1
+    # the figure marks as clipped exactly the tokens the loss clips
+    assert abs(r["demo_clipped_share"] - (r["demo_clip_low"] + r["demo_clip_high"])) < 1e-6
 
     # both main runs ran their steps and measured held-out pass@1 before and after
     for run in ("rl", "rl_zero"):
