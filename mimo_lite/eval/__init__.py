@@ -104,11 +104,9 @@ def heldout_scores(folder, problems: list[dict], max_new_tokens: int, samples: i
                    temperature: float = 1.0, seed: int = 0, device: str = "cpu") -> dict:
     """`solve_rate` of the model saved in `folder`, greedy and with `samples` sampled replies per
     problem: {"folder", "greedy", "sampled"}. Loads its own model and tokenizer, so that it can run
-    in a worker process (`artifacts.build_all`) right after the run that trained it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    in a worker process (`artifacts.Jobs`) right after the run that trained it."""
+    model, tokenizer = load_checkpoint(folder)
+    model = model.to(device)
     return {"folder": folder,
             "greedy": solve_rate(model, tokenizer, problems, max_new_tokens=max_new_tokens),
             "sampled": solve_rate(model, tokenizer, problems, samples=samples, temperature=temperature,
