@@ -54,16 +54,20 @@ def parameter_count(config) -> dict[str, int]:
 
 
 def train_flops_per_token(config, seq_len: int) -> float:
-    """Training FLOPs per token: 6·N + 12·L·T·D (PaLM's estimate, as `benchmarks/bench_pretrain.py`).
+    """Training FLOPs per token: 6·N + 12·L·T·D (PaLM's estimate) + 6·V·D per MTP layer.
 
     6·N: every weight is used in one multiply-add (2 FLOPs) forward and two backward (input and
     weight gradients), N the parameters outside the embedding (a lookup, not a matmul). 12·L·T·D:
     attention's scores QKᵀ and their use on V, 2·T·D multiply-adds per token and layer, ×3 for
     backward; the causal mask's half is not subtracted, and the MTP layer's attention is left out.
+    6·V·D per MTP layer: each MTP layer predicts through the model's output head again (a V × D
+    matmul that N counts once). At 7B this is 6% of the total; in a 4-block slice of 7B's width,
+    where the head dominates, 37%.
     """
     counts = parameter_count(config)
     n = counts["total"] - counts["embedding"]
-    return 6 * n + 12 * config.num_hidden_layers * seq_len * config.hidden_size
+    mtp_head = 6 * config.vocab_size * config.hidden_size * config.num_nextn_predict_layers
+    return 6 * n + 12 * config.num_hidden_layers * seq_len * config.hidden_size + mtp_head
 
 
 def gpu_days(tokens: float, flops_per_token: float, mfu: float, peak_flops: float) -> float:

@@ -37,8 +37,10 @@ def test_parameter_count_of_mimo_7b_is_the_facts_files():
 
 
 def test_train_flops_per_token_by_hand():
-    # 6 · (7,833,409,536 − 621,281,280) + 12 · 36 · 8192 · 4096
-    assert train_flops_per_token(MIMO, 8192) == 6 * 7_212_128_256 + 14_495_514_624 == 57_768_284_160
+    # 6 · (7,833,409,536 − 621,281,280) + 12 · 36 · 8192 · 4096 + 6 · 151,680 · 4096 (the MTP
+    # layer's pass through the output head)
+    by_hand = 6 * 7_212_128_256 + 14_495_514_624 + 3_727_687_680
+    assert train_flops_per_token(MIMO, 8192) == by_hand == 61_495_971_840
     # the attention term grows with the context, the 6·N term does not
     assert train_flops_per_token(MIMO, 32768) - train_flops_per_token(MIMO, 8192) == 12 * 36 * 24576 * 4096
 
