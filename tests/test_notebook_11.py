@@ -15,7 +15,8 @@ def test_notebook_11_prices_mimo_7b_and_builds_nothing(run_notebook, smoke_runs)
 
     # FLOPs: 32K costs more per token than 8K, and attention's share grows with the context
     f = r["flops_per_token"]
-    assert f["7B @ 8K"] == 6 * (7_833_409_536 - 621_281_280) + 12 * 36 * 8192 * 4096
+    # 6·N + 12·L·T·D + 6·V·D (the MTP layer's pass through the output head)
+    assert f["7B @ 8K"] == 6 * (7_833_409_536 - 621_281_280) + 12 * 36 * 8192 * 4096 + 6 * 151_680 * 4096
     assert f["7B @ 32K"] > f["7B @ 8K"] > f["this profile"]
     assert r["attention_share"]["32768"] > r["attention_share"]["8192"]
 
