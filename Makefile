@@ -2,13 +2,14 @@
 #   make run    set up .venv, then execute every notebook at the toy profile (runs/toy/notebooks/)
 #   make test   set up .venv, then run the whole test suite (notebooks at the smoke profile)
 #   make lab    JupyterLab on notebooks/ with the kit's kernel
+#   make book   the executed notebooks of runs/<PROFILE>/notebooks/ as HTML pages with their figures -> runs/<PROFILE>/book/
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= toy
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mimo-lite-installed
 
-.PHONY: run test lab setup clean-runs
+.PHONY: run test lab book setup clean-runs
 
 run: setup
 	$(PY) -m mimo_lite.cli notebooks --profile $(PROFILE)
@@ -18,6 +19,9 @@ test: setup
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+book: setup
+	$(PY) -m mimo_lite.cli book --profile $(PROFILE)
 
 setup: $(STAMP)
 

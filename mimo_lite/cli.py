@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
                                       "pass@k, MTP acceptance and the speed figures of record")
     p.add_argument("--profile", default="toy")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("book", help="render the executed notebooks of runs/<profile>/notebooks/ as HTML "
+                                    "pages with their figures, and a front page")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--out", default=None, help="default: runs/<profile>/book/")
     p = sub.add_parser("pack", help="one archive of a profile's artifacts (models, data, metrics) "
                                     "with a manifest, for `mimo-lite unpack` on another machine")
     p.add_argument("--profile", default="toy")
@@ -179,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "report":
             from .report import write_report
             print(write_report(args.profile, args.runs))
+        elif args.command == "book":
+            from .book import build_book
+            print(build_book(args.profile, args.out, args.runs))
         elif args.command == "pack":
             from .share import pack
             out = pack(args.profile, args.runs, args.out, args.notebooks)
