@@ -261,8 +261,8 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
         if state.row >= len(rows):                                  # next epoch, new shuffle
             state.epoch, state.row = state.epoch + 1, 0
             rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
-        index = torch.arange(state.row, min(state.row + batch_rows, len(rows)))
-        state.row = int(index[-1]) + 1
+        stop = min(state.row + batch_rows, len(rows))
+        index, state.row = torch.arange(state.row, stop), stop
         n_labels = (rows.labels[index, 1:] != IGNORE).sum().item()   # main-loss targets, all ranks
         mine = index[rank::world]                                    # this rank's rows
         # Every rank runs as many micro-batches: FSDP gathers and reduces each unit together.
