@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="full", choices=["full", "lora", "light"],
                    help="full fine-tune, LoRA adapters (merged), or format-only light SFT")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p = sub.add_parser("grpo", parents=[settings], help="GRPO (MiMo's RL) from the SFT model, or RL-Zero "
+                                                         "from the base model (resumes a killed run)")
+    p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
+    p.add_argument("--start", default="sft", choices=["sft", "base"],
+                   help="sft: MiMo-RL, into runs/<profile>/rl/; base: MiMo-RL-Zero, into rl_zero/")
+    p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p = sub.add_parser("eval", help="evaluate a checkpoint on a suite: pass@k, avg@n with intervals "
                                     "(resumes a killed evaluation)")
     p.add_argument("--model", required=True,
@@ -179,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "sft":
             from .train.sft import ensure_sft_model
             print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
+        elif args.command == "grpo":
+            from .rl.runs import ensure_rl_model
+            print(ensure_rl_model(load_profile(args.config, overrides), args.start, args.runs))
         elif args.command == "eval":
             run_eval(args)
         elif args.command == "report":

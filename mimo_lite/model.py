@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import ModelOutput
@@ -179,7 +180,16 @@ class MiMoModel(MiMoPreTrainedModel):
         # MTP layers use cache slots after the main layers' (the scheme vLLM uses too).
         self.mtp_layers = nn.ModuleList(MTPLayer(config, config.num_hidden_layers + k)
                                         for k in range(config.num_nextn_predict_layers))
+        self.activation_checkpointing = False     # the trainers' switch (train/run.py)
         self.post_init()
+
+    def call_block(self, block, *args):
+        """block(*args). With activation checkpointing, while gradients are on, only the block's
+        inputs are kept for the backward, which runs the block again for its activations: the same
+        gradients, for one more forward of the blocks and a fraction of the activation memory."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     def rope(self, positions, dtype):
         return rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, dtype)
@@ -193,7 +203,7 @@ class MiMoModel(MiMoPreTrainedModel):
         mask = attention_bias_mask(attention_mask, input_ids.shape[1], past, x.device)
         cos, sin = self.rope(position_ids, x.dtype)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cache)
+            x = self.call_block(layer, x, cos, sin, mask, cache)
         return x
 
 
@@ -308,7 +318,7 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
             mask = None
             if block is not None:
                 mask = block[..., k + 1:k + 1 + T, k + 1:k + 1 + T] & block[..., :T, :T]
-            h, normed = layer(h[:, :T], token_embeds, cos, sin, mask)                      # (B, T, D)
+            h, normed = self.model.call_block(layer, h[:, :T], token_embeds, cos, sin, mask)   # (B, T, D)
             outputs.append(self.lm_head(normed))
         return tuple(outputs)
 

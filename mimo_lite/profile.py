@@ -465,6 +465,9 @@ class Profile:
     threads: int = setting(0, "≥ 0", fingerprint=False)   # CPU threads for torch; 0 keeps torch's default
     processes: int = setting(1, "≥ 1", fingerprint=False)   # independent runs built side by side (artifacts.build_all)
     compile: bool = setting(False, fingerprint=False)      # torch.compile the model in every trainer (GPU)
+    # every trainer recomputes each decoder block's and MTP layer's activations in the backward
+    # instead of keeping them: less memory, one more forward of the blocks, the same gradients
+    activation_checkpointing: bool = setting(False, fingerprint=False)
     tracker: str = setting("none", TRACKERS, fingerprint=False)   # where every trainer also logs
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)

@@ -110,8 +110,10 @@ def test_an_unknown_key_is_one_sentence(tmp_path):
 def test_overrides_are_read_as_yaml_and_checked_like_the_file():
     profile = load_profile("smoke", {"pretrain.log_every": "5", "pretrain.peak_lr": "3e-3",
                                      "rl.math_tiers": "[1,2]", "rl.code_tiers": "[]", "seed": 7,
-                                     "compile": "true", "tracker": "tensorboard"})
+                                     "compile": "true", "tracker": "tensorboard",
+                                     "activation_checkpointing": "true"})
     assert (profile.pretrain.log_every, profile.pretrain.peak_lr) == (5, 0.003)
+    assert profile.activation_checkpointing is True and load_profile("smoke").activation_checkpointing is False
     assert (profile.rl.math_tiers, profile.rl.code_tiers, profile.seed) == ([1, 2], [], 7)
     assert profile.compile is True and profile.tracker == "tensorboard"
     assert profile.name == "smoke"                        # runs/<profile>/ keeps the profile's name
@@ -125,6 +127,7 @@ def test_overrides_are_read_as_yaml_and_checked_like_the_file():
     ({"seed.x": 1}, "seed.x"),
     ({"pretrain.log_every": "0"}, "pretrain.log_every"),
     ({"pretrain.total_tokens": "true"}, "pretrain.total_tokens"),
+    ({"activation_checkpointing": "maybe"}, "activation_checkpointing"),
 ])
 def test_a_bad_override_names_its_key(overrides, key):
     assert refused("smoke", key, overrides).startswith(f"override {key} ")
@@ -144,7 +147,8 @@ def test_cli_set_parses_pairs_and_stops_without_a_traceback(capsys):
 def test_fingerprint_leaves_out_what_cannot_change_a_result():
     base = load_profile("smoke")
     quieter = load_profile("smoke", {"pretrain.log_every": 5, "pretrain.checkpoint_every": 3,
-                                     "compile": True, "tracker": "wandb", "threads": 2})
+                                     "compile": True, "tracker": "wandb", "threads": 2,
+                                     "activation_checkpointing": True})
     assert fingerprint("pretrain", base.pretrain) == fingerprint("pretrain", quieter.pretrain)
     assert fingerprint(base) == fingerprint(quieter)
     hotter = load_profile("smoke", {"pretrain.peak_lr": "4e-3"})

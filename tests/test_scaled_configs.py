@@ -64,6 +64,8 @@ def test_each_stage_repeats_the_stages_before_it():
                         == dataclasses.asdict(getattr(profiles[earlier], section))), (later, section)
         top = ("seed", "device", "dtype", "compile")
         assert [getattr(profiles[later], k) for k in top] == [getattr(profiles["pretrain_7b"], k) for k in top]
+    # the training stages recompute each block's activations in the backward (memory, not results)
+    assert [profiles[name].activation_checkpointing for name in STAGES] == [True, True, True, False]
 
 
 LAUNCHERS = sorted((SCALED / "launch").glob("*"))
@@ -77,9 +79,11 @@ def test_launchers_call_existing_commands_and_keep_multicast_off():
         text = path.read_text()
         for var in ("NCCL_NVLS_ENABLE=0", "TORCH_SYMM_MEM_DISABLE_MULTICAST=1", "NVSHMEM_DISABLE_NVLS=1"):
             assert var in text, f"{path.name} does not set {var}"
+        if path.name != "eval.sh":                            # the torchrun launchers train all three
+            assert all(f"{stage}) " in text for stage in ("pretrain", "sft", "grpo")), path.name
         for config in re.findall(r"scaled/configs/[\w.]+\.yaml", text):
             assert (SCALED.parent / config).is_file(), f"{path.name} names {config}, which does not exist"
-    for command in ("pretrain", "sft", "eval"):               # each launched sub-command parses
+    for command in ("pretrain", "sft", "grpo", "eval"):       # each launched sub-command parses
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0

@@ -23,6 +23,7 @@ import torch
 
 from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..profile import as_profile
+from ..train import parallel
 from ..train.run import read_metrics
 from ..tasks.problems import ensure_problems, load_problems, problems_key
 
@@ -88,7 +89,6 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     """
     from transformers import AutoTokenizer
 
-    from ..model import MiMoForCausalLM
     from .trainer import train_grpo
 
     profile = as_profile(profile)
@@ -109,7 +109,8 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     profile.use_threads()
     torch.manual_seed(seed)
     device = profile.torch_device
-    model = MiMoForCausalLM.from_pretrained(origin).to(device)
+    # whole in one process; under torchrun sharded, each rank reading only its shards
+    model = parallel.load_pretrained(origin, device, profile.torch_dtype)
     tokenizer = AutoTokenizer.from_pretrained(origin)
     train = rl_problems(load_problems(problems_dir / "train.jsonl"), cfg)
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
@@ -117,16 +118,20 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     t0 = time.perf_counter()
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
                seed=seed, progress=progress, dtype=profile.torch_dtype,
-               compile=profile.compile, tracker=profile.tracker, easy_pool=pool)
-    metrics = read_metrics(work / "metrics.jsonl")
-    # BUILD.json keeps the call, from which `share.status` recomputes the fingerprint
-    call = dict(start=start, variant=variant, overrides=overrides or {}, steps=steps, seed=seed)
-    with building(folder, digest, start=start, origin=str(origin), steps=steps, call=call) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
-        shutil.copy(work / "easy_pool.json", tmp / "easy_pool.json")
-        write_json(tmp / "summary.json", summarise(metrics, time.perf_counter() - t0))
+               compile=profile.compile, tracker=profile.tracker, easy_pool=pool,
+               activation_checkpointing=profile.activation_checkpointing)
+    model = parallel.whole_model(model)            # under torchrun gathered on rank 0, which saves it
+    if parallel.rank() == 0:
+        metrics = read_metrics(work / "metrics.jsonl")
+        # BUILD.json keeps the call, from which `share.status` recomputes the fingerprint
+        call = dict(start=start, variant=variant, overrides=overrides or {}, steps=steps, seed=seed)
+        with building(folder, digest, start=start, origin=str(origin), steps=steps, call=call) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+            shutil.copy(work / "easy_pool.json", tmp / "easy_pool.json")
+            write_json(tmp / "summary.json", summarise(metrics, time.perf_counter() - t0))
+    parallel.barrier()
     return folder
 
 

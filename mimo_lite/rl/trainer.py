@@ -12,6 +12,11 @@ One step (report §3.3, facts file §4.3–4.6):
      rollouts come from the new weights only (on-policy), each stamped with that version.
 Every step appends a line to metrics.jsonl; checkpoints are atomic (`train/checkpoint.py`) and a
 killed run resumes from the newest good one.
+
+Under torchrun (FSDP2) rank 0 alone draws prompts, generates and scores, with a whole copy of the
+policy refreshed from the shards after every step; the step's groups go to every rank, and each
+rank computes the loss of its share of every mini-batch (the rollout engine of one process still:
+the scaled rollout path is vLLM's, not built yet).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 
 from ..eval import solve_rate
 from ..profile import RLSection
+from ..train import parallel
 from ..train.run import Run
 from .batches import ProblemSampler, zero_advantage
 from .executor import RewardExecutor
@@ -108,22 +114,31 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
     Each mini-batch is one optimiser step; its gradient is accumulated over micro-batches of at
     most `cfg.micro_batch_tokens` padded tokens, each micro-batch's loss weighted so that the sum
     is the mini-batch's loss: Eq. 1's 1/Σ_i|o_i| runs over the whole mini-batch, not each part.
+    Under torchrun every rank holds every group and takes answers rank, rank + world, ... of each
+    mini-batch; Σ_i|o_i| still counts the whole mini-batch, so the ranks' gradients sum to it.
     `reference` (the frozen starting model) is needed only for the KL ablation (cfg.kl_coef > 0);
     `autocast` is the run's precision context (none: the model's own dtype).
     """
     autocast = autocast or contextlib.nullcontext()
     samples = [s for g in groups for s in g if s.advantage is not None]
     if not samples:
-        return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, kl=0.0, entropy=None, updates=0)
+        return dict(loss=0.0, clip_low=0.0, clip_high=0.0, ratio=1.0, kl=0.0, entropy=None,
+                    grad_norm=None, updates=0)
     order = torch.randperm(len(samples), generator=generator).tolist()
     parts = [order[k::cfg.updates_per_step] for k in range(cfg.updates_per_step)]
+    rank, world = parallel.rank(), parallel.world_size()
     stats: list[LossStats] = []
-    entropy, tokens, updates = 0.0, 0, 0
+    entropy, tokens, updates, norms = 0.0, 0, 0, []
     for part in (p for p in parts if p):
         batch = [samples[i] for i in part]
         answer_tokens = sum(len(s.tokens) for s in batch)                # Σ_i|o_i| of the mini-batch
+        split = [[m for m in micro_batches(batch[r::world], cfg.micro_batch_tokens) if m]
+                 for r in range(world)]                                  # each rank's micro-batches
         optimizer.zero_grad(set_to_none=True)
-        for micro in micro_batches(batch, cfg.micro_batch_tokens):
+        # every rank runs as many micro-batches (FSDP gathers and reduces each unit together):
+        # a rank short of answers runs one of the batch with weight 0
+        for k in range(max(len(m) for m in split)):
+            micro, weight = (split[rank][k], world) if k < len(split[rank]) else (batch[:1], 0)
             with autocast:
                 logprobs, old, mask, ent = sequence_logprobs(model, micro, cfg.temperature, cfg.logprob_chunk)
             adv = torch.tensor([s.advantage for s in micro], device=logprobs.device)
@@ -135,19 +150,25 @@ def update(model, optimizer, groups: list[list[Sample]], cfg: RLSection,
                                  token_level=cfg.token_level, kl_coef=cfg.kl_coef, ref_logprobs=ref)
             # the part's share of the mini-batch's mean: its tokens (Eq. 1) or its answers (per-answer mean)
             share = (st.tokens / max(answer_tokens, 1) if cfg.token_level else len(micro) / len(batch))
-            (loss * share).backward()
-            stats.append(st)
-            entropy += (ent * mask).sum().item()
-            tokens += int(mask.sum().item())
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            # FSDP averages the ranks' gradients: × world turns that average into their sum
+            (loss * (share * weight)).backward()
+            if weight:
+                stats.append(st)
+                entropy += (ent * mask).sum().item()
+                tokens += int(mask.sum().item())
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                              cfg.grad_clip)
+        norms.append((norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item())
         optimizer.step()
         updates += 1
+    stats = [s for part in parallel.gather(stats) for s in part]        # every rank's answers
+    entropy, tokens = sum(parallel.gather(entropy)), sum(parallel.gather(tokens))
     weight = [s.tokens for s in stats]
     mean = lambda xs: sum(x * w for x, w in zip(xs, weight)) / max(sum(weight), 1)   # noqa: E731
     return dict(loss=mean([s.loss for s in stats]), clip_low=mean([s.clip_low for s in stats]),
                 clip_high=mean([s.clip_high for s in stats]),
                 ratio=mean([s.ratio_mean for s in stats]), kl=mean([s.kl for s in stats]),
-                entropy=entropy / max(tokens, 1),
+                entropy=entropy / max(tokens, 1), grad_norm=sum(norms) / len(norms),
                 updates=updates)
 
 
@@ -188,7 +209,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                heldout: list[dict] | None = None, steps: int | None = None, seed: int = 0,
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
-               tracker: str = "none", easy_pool: list[str] = ()) -> list[dict]:
+               tracker: str = "none", easy_pool: list[str] = (),
+               activation_checkpointing: bool = False) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
@@ -198,38 +220,55 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
     """
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
+    if cfg.kl_coef and parallel.init()[1] > 1:
+        raise ValueError("The KL ablation (rl.kl_coef > 0) runs in one process: launch it without torchrun.")
     reference = copy.deepcopy(model).eval() if cfg.kl_coef else None      # π_ref: the start
     # Adam's default betas and no weight decay, as the GRPO runs have always used
     run = Run(out_dir, model, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999), dtype=dtype,
               compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
-              progress=progress)
+              progress=progress, activation_checkpointing=activation_checkpointing)
+    world = parallel.world_size()
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
     if cfg.easy_filter:
         sampler.easy = [i for i in easy_pool if i in sampler.by_id]
-    backend = backend or EngineRollout(model, tokenizer, cfg.temperature, cfg.top_p,
-                                       cfg.max_new_tokens, cfg.rollout_batch)
     state = run.resume(GRPOState())
     if state.sampler:
         sampler.restore(state.sampler)
-    backend.set_policy(state.step)                  # the policy version: steps taken so far
-    own_executor = executor is None
-    executor = executor or RewardExecutor(cfg.reward_workers, cfg.code_scheme)
+    # rank 0 generates, scores and evaluates: with the policy itself in one process, with a whole
+    # copy of it under torchrun (None on the other ranks), refreshed after every step
+    policy = parallel.whole_model(run.model)
+    if run.main:
+        policy.to(run.device)
+        backend = backend or EngineRollout(policy, tokenizer, cfg.temperature, cfg.top_p,
+                                           cfg.max_new_tokens, cfg.rollout_batch)
+        backend.set_policy(state.step)              # the policy version: steps taken so far
+    own_executor = executor is None and run.main
+    executor = executor or (RewardExecutor(cfg.reward_workers, cfg.code_scheme) if run.main else None)
     generator = torch.Generator().manual_seed(seed)
     cache: dict = {}
     lines = []
     try:
-        if state.step == 0 and heldout:
-            lines.append(run.log(0, heldout=heldout_pass(model, tokenizer, heldout, cfg, seed)))
+        if state.step == 0 and heldout and run.main:
+            lines.append(run.log(0, heldout=heldout_pass(policy, tokenizer, heldout, cfg, seed)))
         bar = run.progress(steps, state.step, desc="GRPO")
         model.train()
         while state.step < steps:
             t0 = time.perf_counter()
-            groups, info = collect_groups(backend, executor, sampler, tokenizer, cfg,
-                                          seed * 100_003 + state.step, cache)
+            groups = info = None
+            if run.main:
+                groups, info = collect_groups(backend, executor, sampler, tokenizer, cfg,
+                                              seed * 100_003 + state.step, cache)
+            # every rank gets the step's groups (and the sampler as rank 0 left it)
+            groups, info, drawn = parallel.broadcast((groups, info, sampler.state()))
+            if not run.main:
+                sampler.restore(drawn)
             t_rollout = time.perf_counter() - t0
             result = update(run.forward, run.optimizer, groups, cfg, generator, reference, run.autocast)
             state.step += 1
-            backend.set_policy(state.step)          # every rollout has finished: on-policy
+            if world > 1:
+                parallel.whole_model(run.model, into=policy)    # rank 0's copy: the new weights
+            if run.main:
+                backend.set_policy(state.step)      # every rollout has finished: on-policy
             state.rollouts += info["rollouts"]
             seconds = time.perf_counter() - t0
             state.seconds += seconds
@@ -256,14 +295,15 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                         rollout_mode=info["mode"], generator_idle_ratio=info["idle_ratio"],
                         sample_waste=info["sample_waste"], virtual_rollout_steps=info["virtual_steps"],
                         total_rollouts=state.rollouts, wall_s=state.seconds, **result)
-            if heldout and (state.step % cfg.eval_every == 0 or state.step == steps):
-                line["heldout"] = heldout_pass(model, tokenizer, heldout, cfg, seed)
+            if heldout and run.main and (state.step % cfg.eval_every == 0 or state.step == steps):
+                line["heldout"] = heldout_pass(policy, tokenizer, heldout, cfg, seed)
             lines.append(run.log(state.step, **line))
             bar.update(1)
             bar.set_postfix(reward=f"{line['reward']:.3f}", valid=len(groups))
             state.sampler = sampler.state()
             run.checkpoint(state, force=state.step == steps)
-        (Path(out_dir) / "easy_pool.json").write_text(json.dumps(sampler.easy))
+        if run.main:
+            (Path(out_dir) / "easy_pool.json").write_text(json.dumps(sampler.easy))
     finally:
         run.close()
         if own_executor:

@@ -8,13 +8,17 @@ batch; FSDP's reduce-scatter averages the gradients. Without torchrun both are n
 A run from scratch gets its model from `build`: in one process the model is built whole, as it
 always is in the notebooks; under torchrun it is built on the meta device (shapes, no memory),
 sharded, and each rank fills only its own shards (`build_sharded`), with the same initial weights
-at every world size.
+at every world size. A run that starts from a trained model (SFT, GRPO) gets it from
+`load_pretrained`: whole in one process, sharded under torchrun, each rank reading only what
+its shards need.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -109,12 +113,67 @@ def build_sharded(config, seed: int, device, dtype=torch.float32):
     return model
 
 
+def load_pretrained(folder, device, dtype=torch.float32):
+    """The model `save_pretrained` left in `folder`, on `device` (fp32 master weights).
+
+    In one process: `MiMoForCausalLM.from_pretrained(folder).to(device)`, as the notebooks have
+    always loaded it. Under torchrun no rank holds it whole: it is built on the meta device and
+    sharded as `build_sharded` does, then each rank reads the safetensors file(s) one tensor at
+    a time and keeps its shard of each (at most one matrix, e.g. the embedding, is ever whole,
+    in CPU memory).
+    """
+    from safetensors import safe_open
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    from ..config import MiMoConfig
+    from ..model import MiMoForCausalLM
+
+    if init()[1] == 1:
+        return MiMoForCausalLM.from_pretrained(folder).to(device)
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"             # several files: which holds what
+    where = json.loads(index.read_text())["weight_map"] if index.exists() else {}
+    with torch.device("meta"):
+        model = MiMoForCausalLM(MiMoConfig.from_pretrained(folder))
+    shard(model, dtype)
+    model.to_empty(device=device)
+    files = {}
+    with torch.no_grad():
+        for name, target in model.named_parameters():
+            file = where.get(name, "model.safetensors")
+            if file not in files:
+                files[file] = safe_open(folder / file, framework="pt", device="cpu")
+            whole = files[file].get_tensor(name).to(device=device, dtype=target.dtype)
+            if isinstance(target, DTensor):                        # this rank's shard of it
+                whole = distribute_tensor(whole, target.device_mesh, target.placements,
+                                          src_data_rank=None)
+            target.copy_(whole)
+    return model
+
+
 def full_state_dict(model) -> dict:
     """Every parameter, whole and on the CPU (gathered from the shards when sharded)."""
     if world_size() == 1:
         return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def whole_model(model, into=None):
+    """`model` whole on rank 0, None on the other ranks (every rank calls it: the weights are
+    gathered from the shards). In one process `model` itself; under torchrun a plain copy on the
+    CPU, or the gathered weights loaded into `into`, a copy made before.
+    """
+    if world_size() == 1:
+        return model
+    from ..model import MiMoForCausalLM
+
+    weights = full_state_dict(model)
+    if rank() != 0:
+        return None
+    into = into if into is not None else MiMoForCausalLM(model.config)
+    into.load_state_dict(weights)
+    return into
 
 
 def load_full_state_dict(model, state: dict) -> None:
@@ -150,6 +209,15 @@ def gather(value) -> list:
     values = [None] * world_size()
     dist.all_gather_object(values, value)
     return values
+
+
+def broadcast(value):
+    """Rank 0's `value` (any picklable object) on every rank; `value` itself in one process."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier() -> None:

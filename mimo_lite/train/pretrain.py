@@ -90,7 +90,7 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
                   progress=progress, compile=profile.compile, tracker=profile.tracker,
-                  stop_at_stage=stop_at_stage)
+                  stop_at_stage=stop_at_stage, activation_checkpointing=profile.activation_checkpointing)
     return model, state
 
 
@@ -208,5 +208,6 @@ def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bo
                 write_json(tmp / "pretrain_summary.json", {"heldout_loss": state.heldout,
                                                            "tokens": state.tokens, "steps": state.step})
         parallel.barrier()
-    model = MiMoForCausalLM.from_pretrained(folder).to(profile.torch_device).eval()
+    # whole in one process; under torchrun sharded, each rank reading only its shards
+    model = parallel.load_pretrained(folder, profile.torch_device, profile.torch_dtype).eval()
     return model, AutoTokenizer.from_pretrained(folder)

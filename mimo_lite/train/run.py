@@ -9,6 +9,8 @@ Each trainer keeps only its data and its step; `Run` holds the rest, the same fo
 - FSDP2 under torchrun (`parallel.shard`: one unit per decoder block and MTP layer, computing
   in bf16 when the profile's dtype is bfloat16), a no-op in one process; only rank 0 writes
   metrics, shows progress and talks to the tracker;
+- activation checkpointing when the profile asks (`MiMoModel.call_block`): each decoder block
+  and MTP layer keeps only its inputs and runs again in the backward;
 - AdamW over the trainable parameters, matrices decayed, norms and biases not;
 - exact resume: the newest good checkpoint restores model, optimiser, RNG and the trainer's
   state (a dataclass with a `step` field); checkpoints are atomic (`checkpoint.py`), and sharded
@@ -43,6 +45,7 @@ import torch
 import tqdm.auto
 import tqdm.std
 
+from ..model import MiMoModel
 from ..profile import TRACKERS
 from . import checkpoint, parallel
 
@@ -53,11 +56,14 @@ class Run:
     def __init__(self, folder: Path, model, *, lr: float, weight_decay: float = 0.0,
                  betas=(0.9, 0.95), device=None, dtype=torch.float32, compile: bool = False,
                  log_every: int = 1, checkpoint_every: int = 0, tracker: str = "none",
-                 progress: bool = True):
+                 progress: bool = True, activation_checkpointing: bool = False):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         parallel.init()
         device = torch.device(device) if device is not None else next(model.parameters()).device
+        for module in model.modules():                    # the model, or the one a LoRA wrapper holds
+            if isinstance(module, MiMoModel):
+                module.activation_checkpointing = activation_checkpointing
         self.model = parallel.shard(model.to(device), dtype)
         self.device, self.dtype = device, dtype
         self.forward = torch.compile(self.model, options=compile_options()) if compile else self.model

@@ -12,7 +12,9 @@ of those choices at toy size:
   exactly the loss of its conversations run one at a time (the MTP layer included).
 - `train_sft` is a constant-LR loop with the pre-training loop's machinery: atomic checkpoints
   and exact resume, metrics.jsonl, a tqdm bar. It trains the full model, or LoRA adapters on
-  every attention and MLP projection through `peft` (then merged into the weights).
+  every attention and MLP projection through `peft` (then merged into the weights). Under
+  torchrun (FSDP2) the base model is loaded sharded (`parallel.load_pretrained`) and each rank
+  trains on its rows of every batch, the loss still divided by the whole batch's assistant tokens.
 - `ensure_sft_model(profile, variant=...)` leaves an HF checkpoint in runs/<profile>/sft/<variant>/:
   "full" (long-CoT, full fine-tune), "lora" (long-CoT, adapters), "light" (format only, no
   reasoning: the LiteSFT start of report §3.6).
@@ -21,6 +23,7 @@ of those choices at toy size:
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -34,6 +37,7 @@ from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs
 from ..chat import IM_END
 from ..model import MiMoForCausalLM
 from ..profile import SFTSection, as_profile
+from . import parallel
 from .run import Run, read_metrics
 
 IGNORE = -100
@@ -234,17 +238,20 @@ def training_memory(model) -> dict:
 def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_id: int,
               seed: int = 0, total_tokens: int | None = None, max_steps: int | None = None,
               progress: bool = True, dtype=torch.float32, compile: bool = False,
-              tracker: str = "none") -> SFTState:
+              tracker: str = "none", activation_checkpointing: bool = False) -> SFTState:
     """Fine-tune `model` in place (all its trainable parameters) on packed `examples`.
 
     Constant LR (report §3.1); loss = token-level mean over the assistant tokens of the batch,
     plus λ·MTP loss. Metrics to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/;
     resumes from the newest good checkpoint. Stops after `total_tokens` assistant tokens.
+    Under torchrun each rank trains on rows rank, rank + world, ... of every batch.
     """
     total_tokens = cfg.total_tokens if total_tokens is None else total_tokens
     run = Run(out_dir, model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
               dtype=dtype, compile=compile, log_every=cfg.log_every,
-              checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress)
+              checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress,
+              activation_checkpointing=activation_checkpointing)
+    rank, world = parallel.rank(), parallel.world_size()
     state = run.resume(SFTState())
     rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
     batch_rows = max(1, cfg.batch_tokens // cfg.seq_len)
@@ -254,25 +261,34 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
         if state.row >= len(rows):                                  # next epoch, new shuffle
             state.epoch, state.row = state.epoch + 1, 0
             rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
-        index = slice(state.row, min(state.row + batch_rows, len(rows)))
-        state.row = index.stop
-        batch = {k: v.to(run.device) for k, v in rows.rows(index).items()}
-        n_labels = (batch["labels"][:, 1:] != IGNORE).sum().item()       # main-loss targets
+        stop = min(state.row + batch_rows, len(rows))
+        index, state.row = torch.arange(state.row, stop), stop
+        n_labels = (rows.labels[index, 1:] != IGNORE).sum().item()   # main-loss targets, all ranks
+        mine = index[rank::world]                                    # this rank's rows
+        # Every rank runs as many micro-batches: FSDP gathers and reduces each unit together.
+        n_micro = math.ceil(math.ceil(len(index) / world) / cfg.micro_batch)
         totals = torch.zeros(3)
-        for start in range(0, index.stop - index.start, cfg.micro_batch):
-            micro = {k: v[start:start + cfg.micro_batch] for k, v in batch.items()}
+        for m in range(n_micro):
+            micro = {k: v.to(run.device) for k, v in
+                     rows.rows(mine[m * cfg.micro_batch:(m + 1) * cfg.micro_batch]).items()}
             share = (micro["labels"][:, 1:] != IGNORE).sum().item() / max(n_labels, 1)
-            if share == 0:
-                continue
+            if share == 0:                       # no trained token in this part of the batch
+                if world == 1:
+                    continue
+                # a rank short of rows runs one of the batch with weight 0, to keep in step
+                micro = {k: v.to(run.device) for k, v in rows.rows(index[:1]).items()}
             with run.autocast:
                 out = run.forward(**micro, mtp_loss_weight=cfg.mtp_loss_weight)
-            (out.loss * share).backward()
+            # Σ over ranks of Σ_micro loss·share is the batch's token mean; FSDP averages the
+            # ranks' gradients, so × world turns that average back into the sum
+            (out.loss * (share * world)).backward()
             totals += torch.tensor([out.loss.item(), out.main_loss.item(),
                                     out.mtp_loss.item() if out.mtp_loss is not None else 0.0]) * share
+        totals = parallel.sum_over_ranks(totals)                     # the whole batch
         grad_norm = run.optimizer_step(cfg.grad_clip)
         state.step += 1
         state.tokens += n_labels
-        run.count(batch["input_ids"].numel())
+        run.count(len(index) * cfg.seq_len)
         bar.update(n_labels)
         if run.due(state.step, last=state.tokens >= total_tokens):
             line = run.log(state.step, tokens=state.tokens, epoch=state.epoch, loss=totals[0].item(),
@@ -373,6 +389,9 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     run_dir = run_folder(root / f"{variant}_run", digest)
     model.train()
     if variant == "lora":
+        if parallel.world_size() > 1:
+            raise ValueError("LoRA SFT runs in one process: launch the full variant under torchrun, "
+                             "or run the lora variant without it.")
         model = add_lora(model, cfg)
         run_cfg = SFTSection(**{**asdict(cfg), "lr": cfg.lora_lr})
     else:
@@ -382,7 +401,8 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     t0 = time.perf_counter()
     state = train_sft(model, examples, run_cfg, run_dir, tokenizer.pad_token_id, profile.seed,
                       total_tokens=tokens, progress=progress, dtype=profile.torch_dtype,
-                      compile=profile.compile, tracker=profile.tracker)
+                      compile=profile.compile, tracker=profile.tracker,
+                      activation_checkpointing=profile.activation_checkpointing)
     wall = time.perf_counter() - t0
     if variant == "lora":
         model = model.merge_and_unload()
@@ -392,9 +412,12 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
                    trainable_parameters=trainable, total_parameters=total, memory_bytes=memory,
                    first_loss=metrics[0]["main_loss"] if metrics else None,
                    final_loss=metrics[-1]["main_loss"] if metrics else None, wall_s=wall)
-    with building(folder, digest, **{k: summary[k] for k in ("steps", "assistant_tokens")}) as tmp:
-        MiMoForCausalLM.save_pretrained(model, tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "sft_summary.json", summary)
-        (tmp / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+    model = parallel.whole_model(model)            # under torchrun gathered on rank 0, which saves it
+    if parallel.rank() == 0:
+        with building(folder, digest, **{k: summary[k] for k in ("steps", "assistant_tokens")}) as tmp:
+            MiMoForCausalLM.save_pretrained(model, tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "sft_summary.json", summary)
+            (tmp / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+    parallel.barrier()
     return folder
