@@ -201,8 +201,10 @@ class Jobs:
             self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_set_threads, initargs=(threads,))
 
-    def submit(self, call):
-        return self.pool.submit(call) if self.pool else _Later(call)
+    def submit(self, call, here: bool = False):
+        """`here`: run the call in this process when its result is asked for, as with one process
+        (for a call that will only find its artifact built: no worker needs to start for it)."""
+        return self.pool.submit(call) if self.pool and not here else _Later(call)
 
     def close(self) -> None:
         """Wait for the calls submitted and stop the worker processes."""

@@ -28,6 +28,27 @@ def parse_settings(pairs: list[str] | None) -> dict[str, str]:
     return overrides
 
 
+def find_notebooks(folder: str | Path, only: list[str] | None = None) -> list[Path]:
+    """The notebooks of `folder` in course order: `NN_name.ipynb`, where a notebook split in two
+    continues as `NNb_name.ipynb` right after `NN` (05, 05b, 06, …). `only`: numbers or names, each
+    selecting one notebook ("05" is 05 alone, "05b" its second part).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for n in ("06_sft", "05b_mtp_speculative", "05_inference", "scratch"):
+    ...     _ = (d / f"{n}.ipynb").write_text("{}")
+    >>> [p.stem for p in find_notebooks(d)]
+    ['05_inference', '05b_mtp_speculative', '06_sft']
+    >>> [p.stem for p in find_notebooks(d, ["05"])]
+    ['05_inference']
+    """
+    notebooks = sorted(nb for pattern in ("[0-9][0-9]_*.ipynb", "[0-9][0-9][a-z]_*.ipynb")
+                       for nb in Path(folder).glob(pattern))   # "05_" sorts before "05b_": "_" < "b"
+    if only:
+        notebooks = [nb for nb in notebooks if nb.stem.split("_")[0] in only or nb.stem in only]
+    return notebooks
+
+
 def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | None = None,
                   notebooks_dir: str | Path | None = None,
                   overrides: dict | None = None) -> list[Path]:
@@ -39,9 +60,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
 
     load_profile(profile, overrides)   # fail early, with the profile's own message
     folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
-    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
+    notebooks = find_notebooks(folder, only)
     if not notebooks:
         raise SystemExit(f"No notebooks found in {folder} (selection {only}): run from the kit's "
                          f"checkout or pass --notebooks DIR.")
@@ -106,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                                "(repeatable; values are read as YAML)")
     p = sub.add_parser("notebooks", parents=[settings], help="execute the notebooks at a profile")
     p.add_argument("--profile", default="toy")
-    p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 03 05")
+    p.add_argument("--only", nargs="*", help="notebook numbers, e.g. 03 05 05b")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p = sub.add_parser("pretrain", parents=[settings], help="three-stage pre-training (resumes a killed run)")
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")

@@ -325,16 +325,17 @@ class SFTSection:
 
 @dataclass
 class RLSection:
-    """GRPO (notebook 08, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512, mini-batch 32,
-    16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated (facts §4.3, §4.6)."""
+    """GRPO (notebooks 08 and 08b, `mimo_lite/rl/`). The paper (report §3.3.3): batch 512,
+    mini-batch 32, 16 updates per step, LR 1e-6, temperature 1.0, top-p 1.0; ε and G not stated
+    (facts §4.3, §4.6)."""
     steps: int = setting(60, "≥ 1")                  # GRPO steps of the main runs (RL and RL-Zero)
-    # The ablations of notebook 08. A run's fingerprint holds the settings it ran with, so these
-    # plans stay out of it: resizing them keeps the main runs.
+    # The ablations of notebook 08b (`rl.runs.ablation_runs`). A run's fingerprint holds the
+    # settings it ran with, so these plans stay out of it: resizing them keeps the main runs.
     ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # GRPO steps of the ablations' reference
-    code_ablation_steps: int = setting(10, "≥ 1", fingerprint=False)   # each code-reward run (3a)
-    code_ablation_seeds: int = setting(1, "≥ 1", fingerprint=False)    # seeds per code reward scheme (3a)
+    code_ablation_steps: int = setting(10, "≥ 1", fingerprint=False)   # each code-reward run (08b §1)
+    code_ablation_seeds: int = setting(1, "≥ 1", fingerprint=False)    # seeds per code reward scheme (08b §1)
     ablation: dict = setting({}, fingerprint=False)  # overrides for the easy-pool and dynamic-sampling runs
-    #                               (3b, 3c): their `steps`, smaller batches (more runs in the same time)
+    #                               (08b §2, §3): their `steps`, smaller batches (more runs in the same time)
     ablation_seeds: int = setting(2, "≥ 1", fingerprint=False)    # seeds of each dynamic-sampling arm
     batch_prompts: int = setting(8, "≥ 1")           # groups with signal per step (after dynamic sampling)
     group_size: int = setting(8, "≥ 2")              # G answers per prompt (advantages compare within a group)

@@ -4,9 +4,10 @@ Nothing in the report is recomputed from models; it is read from what the runs l
 
   runs/<P>/eval/<model>-heldout_spread/       the four models on the held-out problems (notebook 10):
                                               table.jsonl, one row per problem, c of n right
-  runs/<P>/notebooks/NN_name.json             the figures each notebook recorded: 05 and 06 the MTP
-                                              acceptance and decoding speed, 07 the sandbox's rate,
-                                              09 the Seamless Rollout tables
+  runs/<P>/notebooks/NN_name.json             the figures each notebook recorded: 05 the decoding
+                                              speed, 05b and 06 the MTP acceptance and speculative
+                                              decoding's speed, 07 the sandbox's rate, 09 the
+                                              Seamless Rollout tables
 
 and laid out like the paper: the Base / RL-Zero / SFT / RL table of its Table 5 with the paper's
 numbers beside the kit's (facts file §6.3), pass@k curves, pass@1 per tier, MTP acceptance and
@@ -39,7 +40,8 @@ PAPER_TABLE5 = {
 }
 PAPER_MTP = "about 90% for the first MTP layer, above 75% for the third (report §2.2, AIME24)"
 GAINS = (("sft", "base"), ("rl", "sft"), ("rl_zero", "base"), ("rl", "rl_zero"))   # what each stage adds
-NOTEBOOKS = {"05": "05_inference_mtp", "06": "06_sft", "07": "07_rewards", "09": "09_seamless_rollout"}
+NOTEBOOKS = {"05": "05_inference", "05b": "05b_mtp_speculative", "06": "06_sft", "07": "07_rewards",
+             "09": "09_seamless_rollout"}
 
 
 def eval_results(profile: str, runs_root: str | Path | None = None, resamples: int = 2000) -> dict:
@@ -219,7 +221,7 @@ def _mtp_section(name: str, records: dict) -> list[str]:
              f"The paper: {PAPER_MTP}. The kit: the share of drafts the main model accepts while "
              "decoding held-out prompts, per MTP layer given the layers before it were accepted.", "",
              "| model (notebook) | 1 MTP layer | with 3 layers, per layer |", "|---|---|---|"]
-    for nb, model, one, three in (("05", "Base", "spec1_acceptance", "spec3_conditional_acceptance"),
+    for nb, model, one, three in (("05b", "Base", "spec1_acceptance", "spec3_conditional_acceptance"),
                                   ("06", "SFT", "sft_spec1_acceptance", "sft_spec3_conditional_acceptance")):
         r = records[nb]
         if r is None:
@@ -240,8 +242,10 @@ def _speed_section(name: str, records: dict) -> list[str]:
     lines.append("**Decoding (notebook 05, base model).** " + (_not_run(name, "05") if r is None else (
         f"KV cache {_x(r.get('cache_speedup'))} faster than recomputing ({_num(r.get('tok_s_cache'))} tok/s); "
         f"continuous batching {_ratio(r.get('batching_steps'), 'static', 'continuous')} fewer engine steps than "
-        f"static batching; speculative decoding at batch 1 {_x(r.get('spec1_speedup'))} with 1 MTP layer, "
-        f"{_x(r.get('spec3_speedup'))} with 3.")))
+        f"static batching.")))
+    r = records["05b"]
+    lines += ["", "**Speculative decoding (notebook 05b, base model).** " + (_not_run(name, "05b") if r is None else (
+        f"at batch 1 {_x(r.get('spec1_speedup'))} with 1 MTP layer, {_x(r.get('spec3_speedup'))} with 3."))]
     r = records["06"]
     lines += ["", "**Decoding the SFT model's replies (notebook 06).** " + (_not_run(name, "06") if r is None else (
         f"speculative decoding at batch 1 {_x(r.get('sft_spec1_speedup'))} with 1 MTP layer, "

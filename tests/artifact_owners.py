@@ -2,7 +2,8 @@
 
 OWNERS maps each folder under `runs/<profile>/` to the first notebook allowed to create it. Every
 folder that running notebook N creates must belong to a notebook ≤ N; a folder of a later notebook
-means notebook N built something a learner meets only later. (Folders that were there before the
+means notebook N built something a learner meets only later. A notebook's second part ("05b",
+"08b") comes after its first and before the next number, as strings compare. (Folders that were there before the
 notebook ran, from other tests sharing the runs root, are not the notebook's doing.)
 """
 
@@ -21,7 +22,8 @@ OWNERS = {
     "grpo": "08",              # the GRPO runs' checkpoints and metrics
     "rl": "08",
     "rl_zero": "08",
-    "ablations": "08",         # the short GRPO runs of the paper's ablations
+    "ablations": "08",         # the short GRPO runs of the paper's ablations: 08 queues them beside its
+    #                            main runs, so that both cores stay busy; 08b reads them
     "seamless": "09",          # the GRPO runs under the naive and the seamless rollout scheduler
     "eval": "10",              # the four models' held-out evaluations (<model>-<suite>/)
     "report": "10",            # `mimo-lite report`: report.md and its figures

@@ -32,6 +32,15 @@ def test_owners_are_notebook_numbers():
     assert all(len(n) == 2 and n.isdigit() for n in OWNERS.values())
 
 
+def test_a_second_part_may_use_its_first_parts_artifacts_and_not_the_next_notebooks(profile_dir):
+    (profile_dir / "ablations").mkdir()              # notebook 08's (it queues 08b's runs)
+    assert artifacts_built_too_early(profile_dir, "08b") == []
+    assert artifacts_built_too_early(profile_dir, "05b") == ["ablations/ belongs to notebook 08, but notebook 05b built it"]
+    (profile_dir / "seamless").mkdir()
+    assert artifacts_built_too_early(profile_dir, "08b", before={"ablations"}) == [
+        "seamless/ belongs to notebook 09, but notebook 08b built it"]
+
+
 def test_folders_there_before_the_notebook_ran_are_not_its_doing(profile_dir):
     assert artifacts_built_too_early(profile_dir, "01", before={"corpus", "tokenizer"}) == []
     (profile_dir / "sft").mkdir()

@@ -4,3 +4,5 @@ def test_overview_lists_profiles_and_notebooks(run_notebook):
     sizes = rec["profiles"]
     assert sizes["smoke"]["params"] < sizes["toy"]["params"] < sizes["gpu"]["params"]
     assert "00_overview" in rec["notebooks_present"] and "03_architecture" in rec["notebooks_present"]
+    present = rec["notebooks_present"]
+    assert present.index("05_inference") < present.index("05b_mtp_speculative") < present.index("06_sft")

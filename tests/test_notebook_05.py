@@ -2,33 +2,21 @@ import pytest
 
 
 @pytest.mark.notebook
-def test_notebook_05_inference_mtp(run_notebook):
+def test_notebook_05_inference(run_notebook):
     r = run_notebook("05")
     # KV cache: MiMo-7B's 2 × 36 layers × 8 KV heads × 128 × 2 bytes; decoding unchanged by the cache
     assert r["kv_bytes_per_token_mimo_7b"] == 2 * 36 * 8 * 128 * 2
     assert r["kv_gib_mimo_7b_32k"] == pytest.approx(r["kv_bytes_per_token_mimo_7b"] * 32768 / 2**30)
     assert r["cache_same_tokens"] is True
     assert r["tok_s_cache"] > 0 and r["tok_s_no_cache"] > 0
+    assert r["cache_speedup"] == pytest.approx(r["tok_s_cache"] / r["tok_s_no_cache"])
+    # sampling: an accuracy per setting, greedy replies of some length
+    assert set(r["accuracy_by_sampling"]) == {"greedy", "τ 0.6, top-p 0.95", "τ 1.0", "τ 1.0, top-k 2"}
+    assert all(0 <= a <= 1 for a in r["accuracy_by_sampling"].values()) and r["mean_completion_tokens"] > 0
     # continuous batching: same completions as static batching, in fewer steps, rows busier
     assert r["batching_same_outputs"] is True
     assert r["batching_steps"]["continuous"] < r["batching_steps"]["static"]
     assert r["batching_rows_busy"]["continuous"] > r["batching_rows_busy"]["static"]
-    # speculative decoding: greedy output unchanged; acceptance and tokens per pass consistent
-    assert r["spec1_identical"] is True and r["spec3_identical"] is True
-    assert 0 <= r["spec1_acceptance"] <= 1
-    assert r["spec1_teacher_forced"] == pytest.approx(r["acceptance_copies"][0])   # same layer, same text
-    assert r["spec1_mean_accepted_length"] == pytest.approx(1 + r["spec1_acceptance"])
-    assert r["spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["spec3_acceptance"]))
-    assert len(r["acceptance_copies"]) == len(r["acceptance_finetuned"]) == 3
-    # the first MTP layer is frozen during the extension: its acceptance cannot move
-    assert r["acceptance_finetuned"][0] == pytest.approx(r["acceptance_copies"][0])
-    assert r["spec1_speedup"] > 0 and r["spec3_speedup"] > 0
-    assert 0 <= r["repetition_base"] <= 1
-    # where the time of a speculative step goes: the parts add up to the measured step
-    for K, b in r["spec_costs"].items():
-        assert min(b["main_ms"], b["draft_ms"], b["verify_ms"]) > 0, K
-        assert b["draft_ms"] + b["verify_ms"] + b["loop_ms"] >= b["spec_step_ms"] * (1 - 1e-9), K
-        assert b["speedup_measured"] == pytest.approx(b["plain_step_ms"] * b["tokens_per_pass"] / b["spec_step_ms"])
-    proj = r["spec_projection"]
-    assert proj["mimo_7b_weights_read_ratio"] < proj["this_model_weights_read_ratio"]
-    assert proj["mimo_7b_speedup_bound"] == pytest.approx(1.9 / (1 + proj["mimo_7b_weights_read_ratio"]))
+    # the closing note's verdicts are the ones its figures allow
+    assert r["cache_pays"] == (r["cache_same_tokens"] and r["cache_speedup"] > 1)
+    assert r["batching_fewer_steps"] == (r["batching_steps"]["continuous"] < r["batching_steps"]["static"])

@@ -33,15 +33,17 @@ def fake_evaluation(runs, model, rng):
 
 @pytest.fixture()
 def runs(tmp_path):
-    """Three of the four models evaluated (SFT is not); notebooks 05 and 09 recorded, 06 and 07 not."""
+    """Three of the four models evaluated (SFT is not); notebooks 05, 05b and 09 recorded, 06 and 07 not."""
     rng = random.Random(0)
     for model in ("base", "rl_zero", "rl"):
         fake_evaluation(tmp_path, model, rng)
     notebooks = tmp_path / "smoke" / "notebooks"
     notebooks.mkdir(parents=True)
-    write_json(notebooks / "05_inference_mtp.json", dict(
-        spec1_acceptance=0.8125, spec3_conditional_acceptance=[0.8125, 0.6875, 0.5625], cache_speedup=3.5,
-        tok_s_cache=1234.0, batching_steps={"static": 30, "continuous": 20}, spec1_speedup=1.25, spec3_speedup=1.375))
+    write_json(notebooks / "05_inference.json", dict(
+        cache_speedup=3.5, tok_s_cache=1234.0, batching_steps={"static": 30, "continuous": 20}))
+    write_json(notebooks / "05b_mtp_speculative.json", dict(
+        spec1_acceptance=0.8125, spec3_conditional_acceptance=[0.8125, 0.6875, 0.5625], spec1_speedup=1.25,
+        spec3_speedup=1.375))
     write_json(notebooks / "09_seamless_rollout.json", dict(
         table2={"naive": dict(overall_speedup=1.0, rollout_speedup=1.0, idle_ratio=0.5, sample_waste=0.25),
                 "early_termination": dict(overall_speedup=1.8125, rollout_speedup=2.0, idle_ratio=0.125,
@@ -78,6 +80,7 @@ def test_report_lays_out_the_models_and_says_what_did_not_run(runs):
 
     # the notebooks' records: present ones quoted, missing ones "not run" with their command
     assert "layer 1 81%, layer 2 69%, layer 3 56%" in text and "3.50×" in text and "1.50× fewer" in text
+    assert "1.25× with 1 MTP layer, 1.38× with 3" in text
     assert "| early_termination | 1.81× | 2.00× | 12.5% | 6.2% | 2.29× |" in text and "1.44× here" in text
     assert "notebook 06: `mimo-lite notebooks --profile smoke --only 06`" in text
     assert "notebook 07: `mimo-lite notebooks --profile smoke --only 07`" in text
@@ -87,7 +90,7 @@ def test_report_before_any_evaluation_says_so(tmp_path):
     (tmp_path / "smoke" / "notebooks").mkdir(parents=True)
     text = write_report("smoke", tmp_path).read_text()
     assert "Held-out evaluation: not run (notebook 10" in text
-    for nb in ("05", "06", "07", "09", "10"):
+    for nb in ("05", "05b", "06", "07", "09", "10"):
         assert f"not run (notebook {nb}" in text and f"--only {nb}`" in text
     assert "%" not in text.split("## 2.")[1].split("The kit:")[1]   # no acceptance figure without its run
     assert not (tmp_path / "smoke" / "report" / "pass_at_k.png").exists()

@@ -1,4 +1,4 @@
-"""Fast generation: KV cache, sampling, continuous batching, MTP speculative decoding (notebook 05)."""
+"""Fast generation: KV cache, sampling, continuous batching, MTP speculative decoding (notebooks 05 and 05b)."""
 
 from .cache import CacheWindow, KVCache, kv_bytes_per_token
 from .engine import Completion, Engine

@@ -7,7 +7,9 @@ pass@1 before and after, rewards, wall time). `start="rl"` continues training th
 model with the easy pool it built: the regime of late training, where many prompts are solved.
 Like `ensure_base_model` it is cached by a fingerprint of everything the run read; the run itself
 works in `runs/<profile>/grpo/<name>/` (checkpoints: a killed run resumes). Ablations pass
-`overrides` of the `rl` section, a `name` of their own and, to repeat a run, another `seed`.
+`overrides` of the `rl` section, a `name` of their own and, to repeat a run, another `seed`;
+`ablation_runs(profile)` lists those of the paper's ablations, and `queue_runs` starts runs on
+`artifacts.Jobs` so that several train side by side.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import random
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +31,12 @@ from ..train.run import read_metrics
 from ..tasks.problems import ensure_problems, load_problems, problems_key
 
 STARTS = ("sft", "base", "rl")
+MAIN_RUNS = {"rl": dict(start="sft"), "rl_zero": dict(start="base")}   # MiMo-RL and MiMo-RL-Zero
+CODE_SCHEMES = ("vanilla", "strict", "soft")
+DYNAMIC_ARMS = {"with dynamic sampling": ("dynamic", True), "without": ("no_dynamic", False)}
+EASY_ARMS = {"easy pool (α = 0.1)": ("easy_pool", {}),            # MiMo: solved prompts drawn back 10% of the time
+             "removed (α = 0)": ("easy_removed", {"easy_alpha": 0.0}),   # solved prompts out for good
+             "kept (no filter)": ("easy_kept", {"easy_filter": False})}  # solved prompts stay in the main pool
 
 
 def start_model(profile, start: str, runs_root=None, variant: str = "full", progress: bool = True) -> Path:
@@ -184,6 +193,73 @@ def seamless_workload(profile, runs_root=None, progress: bool = True, model_dir=
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     heldout = mix(heldout, min(s.validation_problems, len(heldout)))
     return SimpleNamespace(model_dir=model_dir, problems=train, heldout=heldout, cfg=cfg)
+
+
+def ablation_runs(profile) -> dict:
+    """The GRPO runs of the paper's ablations (notebook 08b), by ablation, each as {label: keyword
+    arguments of `ensure_rl_model`}:
+
+    - "code_reward": the vanilla, strict and soft code rewards, `code_ablation_seeds` runs each of
+      `code_ablation_steps` steps from the SFT model, on code tier 1 only, with half the groups and
+      at most two rollout rounds;
+    - "dynamic_sampling": with and without, `ablation_seeds` runs each from the SFT model, sized by
+      `rl.ablation`;
+    - "light_sft": RL from the light SFT model with exactly the main RL run's settings;
+    - "easy_pool": the three arms of `EASY_ARMS`, each continuing the finished RL model with the
+      easy pool it built (`start="rl"`), sized by `rl.ablation`. They read the RL model: queue
+      them only once it is built.
+
+    Notebook 08 queues them beside its two main runs, so that both cores stay busy; notebook 08b
+    asks for the same runs and finds them built (same arguments, same fingerprints), or builds
+    them when 08 has not run.
+    """
+    profile = as_profile(profile)
+    cfg = profile.rl
+    code_only = dict(math_tiers=[], code_tiers=[1], batch_prompts=max(1, cfg.batch_prompts // 2),
+                     max_rounds=min(cfg.max_rounds, 2), eval_every=cfg.code_ablation_steps)
+    steps = cfg.with_overrides(**cfg.ablation).steps
+    seeds = [profile.seed + k for k in range(cfg.ablation_seeds)]
+    return {
+        "code_reward": {(scheme, s): dict(start="sft", name=f"ablations/code_{scheme}_seed{s}",
+                                          overrides={**code_only, "code_scheme": scheme},
+                                          steps=cfg.code_ablation_steps, seed=profile.seed + s)
+                        for scheme in CODE_SCHEMES for s in range(cfg.code_ablation_seeds)},
+        "dynamic_sampling": {(label, s): dict(start="sft", name=f"ablations/{name}_seed{s}",
+                                              overrides={**cfg.ablation, "dynamic_sampling": on},
+                                              steps=steps, seed=s)
+                             for label, (name, on) in DYNAMIC_ARMS.items() for s in seeds},
+        "light_sft": {"light SFT → RL": dict(start="sft", variant="light", name="ablations/light_sft")},
+        "easy_pool": {label: dict(start="rl", name=f"ablations/{name}", overrides={**cfg.ablation, **o},
+                                  steps=steps)
+                      for label, (name, o) in EASY_ARMS.items()},
+    }
+
+
+def queue_runs(jobs, profile, calls: dict, runs_root=None) -> dict:
+    """Queue GRPO runs, {label: keyword arguments of `ensure_rl_model`}, on `jobs` (an
+    `artifacts.Jobs`); returns {label: handle}, whose `result()` waits for the run's folder. With
+    `processes` 2 (toy) the runs train two at a time, quietly, while the notebook goes on; with 1
+    each trains here, with its progress bar, when its result is first asked for. A run already
+    built is only looked up, here: it takes no worker."""
+    profile = as_profile(profile)
+    quiet = profile.processes > 1
+    return {label: jobs.submit(partial(ensure_rl_model, profile, runs_root=runs_root, progress=not quiet, **kw),
+                               here=rl_run_built(profile, runs_root, **kw))
+            for label, kw in calls.items()}
+
+
+def rl_run_built(profile, runs_root=None, start: str = "sft", variant: str = "full", name: str | None = None,
+                 overrides: dict | None = None, steps: int | None = None, seed: int | None = None) -> bool:
+    """Whether `ensure_rl_model` with these arguments would find its run built (and train nothing)."""
+    profile = as_profile(profile)
+    folder = runs_dir(profile.name, runs_root) / (name or {"sft": "rl", "base": "rl_zero"}.get(start, start))
+    return current(folder, rl_fingerprint(profile, start, variant, overrides, steps, seed))
+
+
+def finished(handles: dict) -> dict:
+    """{label: handle} → {label: run folder}, waiting for each run."""
+    return {label: h.result() for label, h in handles.items()}
+
 
 def rl_metrics(folder: Path) -> list[dict]:
     return read_metrics(Path(folder) / "metrics.jsonl")
