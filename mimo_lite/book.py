@@ -60,8 +60,10 @@ def build_book(source: str | Path, out_dir: str | Path | None = None,
     from nbconvert import HTMLExporter
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
+    from .cli import find_notebooks
+
     folder = Path(source) if Path(source).is_dir() else runs_dir(str(source), runs_root) / "notebooks"
-    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    paths = find_notebooks(folder)                 # course order: 05, 05b, 06, …
     if not paths:
         profile = folder.parent.name if Path(source).is_dir() else source
         raise ValueError(f"No executed notebooks in {folder}: run `make run PROFILE={profile}` "

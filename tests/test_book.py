@@ -43,7 +43,8 @@ def notebooks(tmp_path):
     folder = tmp_path / "runs" / "toy" / "notebooks"
     folder.mkdir(parents=True)
     png = red_png()
-    names = {"00_overview": "00 · Overview", "01_data": "01 · Data", "02_tokenizer": "02 · Tokenizer"}
+    names = {"00_overview": "00 · Overview", "01_data": "01 · Data", "01b_more_data": "01b · More data",
+             "02_tokenizer": "02 · Tokenizer"}          # a split notebook (01b) comes right after its first part
     for name, title in names.items():
         nbformat.write(executed_notebook(title, png), folder / f"{name}.ipynb")
     (folder / "run_times.json").write_text(json.dumps(
@@ -65,8 +66,9 @@ def test_book_pages_figures_index_and_links(notebooks):
     assert positions == sorted(positions)
     assert "how 01 · Data works" in front and "A first paragraph" not in front  # the objectives
     assert "ran in 12 s at profile toy" in front
-    assert 'href="01_data.html">← 01 · Data' in pages["02_tokenizer"]
-    assert 'href="02_tokenizer.html">02 · Tokenizer →' in pages["01_data"]
+    assert 'href="01b_more_data.html">← 01b · More data' in pages["02_tokenizer"]
+    assert 'href="01b_more_data.html">01b · More data →' in pages["01_data"]
+    assert 'href="02_tokenizer.html">02 · Tokenizer →' in pages["01b_more_data"]
     assert "←" not in pages["00_overview"] and "→" not in pages["02_tokenizer"]
     assert all('href="index.html"' in page for page in pages.values())
 

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import functools
 import itertools
 import json
 import random
@@ -145,7 +146,9 @@ def math_problems(per_tier: int, seed: int = 0) -> list[dict]:
 
 # ---- code: families of Python problems ------------------------------------------------------
 
+@functools.cache
 def code_families() -> list[dict]:
+    """The families of data/code.yaml, parsed once per process (read them, do not modify them)."""
     return yaml.safe_load((DATA / "code.yaml").read_text())
 
 
