@@ -290,3 +290,23 @@ def test_profiles_carry_an_rl_section():
         RLSection(group_size=1)
     with pytest.raises(ValueError, match="zero.nope is an unknown key"):
         RLSection(zero={"nope": 1})
+
+
+def test_runs_from_one_model_share_its_start_evaluation(tmp_path, monkeypatch):
+    from mimo_lite.rl import trainer
+
+    calls = []
+
+    def heldout_pass(model, tokenizer, problems, cfg, seed):
+        calls.append(seed)
+        return {"pass_at_1": 0.25 + seed, "by_tier": {"1": 0.5}, "code": None}
+
+    monkeypatch.setattr(trainer, "heldout_pass", heldout_pass)
+    path = tmp_path / "start_evaluations" / "key.json"
+    first = trainer.start_evaluation(None, None, [], RLSection(), 0, path)
+    again = trainer.start_evaluation(None, None, [], RLSection(), 0, path)     # read, not computed
+    assert first == again == {"pass_at_1": 0.25, "by_tier": {"1": 0.5}, "code": None}
+    assert calls == [0] and json.loads(path.read_text()) == first
+    assert not list(path.parent.glob("*.tmp"))
+    trainer.start_evaluation(None, None, [], RLSection(), 1, None)              # no file: computed
+    assert calls == [0, 1]

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from mimo_lite.infer import SamplingParams, probabilities, sample
+from mimo_lite.infer.sampling import top_p_cut
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -61,3 +62,29 @@ def test_greedy_and_seeded_sampling_are_reproducible():
     p = probabilities(logits, params)
     assert p.sum(-1).tolist() == pytest.approx([1.0] * 8)
     assert ((p > 0).sum(-1) <= 20).all()
+
+
+def full_sort_cut(z, top_p):
+    """The cut by sorting the whole vocabulary, written out as the definition."""
+    z_sorted, order = z.sort(dim=-1, descending=True)
+    p_sorted = z_sorted.softmax(-1)
+    drop = p_sorted.cumsum(-1) - p_sorted >= top_p
+    return z.scatter(-1, order, z_sorted.masked_fill(drop, float("-inf")))
+
+
+@pytest.mark.parametrize("scale", [8.0, 0.05])     # peaked rows, and flat ones needing > 64 candidates
+def test_top_p_cut_keeps_what_a_full_sort_keeps(scale):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(32, 2048, generator=g) * scale
+    p = z.softmax(-1)
+    for top_p in (0.5, 0.9, 0.95, 0.999):
+        mine, ref = top_p_cut(z, top_p), full_sort_cut(z, top_p)
+        for row, token in (torch.isinf(mine) != torch.isinf(ref)).nonzero().tolist():
+            # a token may fall either side only where the mass before it is top_p to float rounding
+            before = p[row][p[row] > p[row, token]].sum().item()
+            assert abs(before - top_p) < 1e-6, (row, token, before)
+        kept = ~torch.isinf(mine) & ~torch.isinf(ref)
+        assert torch.equal(mine[kept], ref[kept])
+    if scale < 1:                                  # the flat rows did take the fallback
+        p_top = z.softmax(-1).topk(64, dim=-1).values.sum(-1)
+        assert bool((p_top < 0.5).all())

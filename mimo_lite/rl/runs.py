@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import torch
 
-from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import (FORMAT, build_info, building, current, fingerprint, run_folder, runs_dir,
+                         write_json)
 from ..profile import as_profile
 from ..train import parallel
 from ..train.run import read_metrics
@@ -124,8 +125,13 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     train = rl_problems(load_problems(problems_dir / "train.jsonl"), cfg)
     heldout = rl_problems(load_problems(problems_dir / "heldout.jsonl"), cfg)
     pool = json.loads((origin / "easy_pool.json").read_text()) if start == "rl" else []
+    # runs from the same model with the same evaluation settings and seed (an ablation's arms)
+    # share its start-of-training held-out evaluation: computed by the first, read by the others
+    start_eval = root / "grpo" / "start_evaluations" / (fingerprint(
+        "start-eval", build_info(origin)["fingerprint"], [p["id"] for p in heldout], cfg.eval_samples,
+        cfg.eval_temperature, cfg.eval_max_new_tokens, seed, profile.device, profile.dtype) + ".json")
     t0 = time.perf_counter()
-    train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps,
+    train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps, start_eval=start_eval,
                seed=seed, progress=progress, dtype=profile.torch_dtype,
                compile=profile.compile, tracker=profile.tracker, easy_pool=pool,
                activation_checkpointing=profile.activation_checkpointing)

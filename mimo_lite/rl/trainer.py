@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -197,6 +198,20 @@ def heldout_pass(model, tokenizer, problems: list[dict], cfg: RLSection, seed: i
                 answers_by_tier={t: n * r["samples"] for t, n in answers.items()})
 
 
+def start_evaluation(model, tokenizer, problems: list[dict], cfg: RLSection, seed: int,
+                     path: Path | None) -> dict:
+    """`heldout_pass` of the start model, kept in (and reused from) `path` when one is given."""
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    result = heldout_pass(model, tokenizer, problems, cfg, seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")     # runs side by side may both write it
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+    return result
+
+
 @dataclass
 class GRPOState:
     step: int = 0
@@ -210,13 +225,15 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
                tracker: str = "none", easy_pool: list[str] = (),
-               activation_checkpointing: bool = False) -> list[dict]:
+               activation_checkpointing: bool = False, start_eval: Path | None = None) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
     at the end), checkpoints to out_dir/checkpoints/; a run resumes from the newest good one. The
     easy data pool starts with the ids in `easy_pool` (a run that continues another keeps its
-    pool) and ends in out_dir/easy_pool.json.
+    pool) and ends in out_dir/easy_pool.json. `start_eval`: a JSON file holding the step-0
+    held-out evaluation, read when it exists and written when not (runs that start from the same
+    model with the same evaluation settings and seed share it).
     """
     steps = cfg.steps if steps is None else steps
     freeze_mtp(model)
@@ -249,7 +266,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
     lines = []
     try:
         if state.step == 0 and heldout and run.main:
-            lines.append(run.log(0, heldout=heldout_pass(policy, tokenizer, heldout, cfg, seed)))
+            lines.append(run.log(0, heldout=start_evaluation(policy, tokenizer, heldout, cfg, seed, start_eval)))
         bar = run.progress(steps, state.step, desc="GRPO")
         model.train()
         while state.step < steps:
