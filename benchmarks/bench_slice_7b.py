@@ -48,16 +48,14 @@ def one_gpu_group() -> None:
 def slice_model(config, checkpointing: bool, compile_: str = "blocks", fsdp: bool = True):
     """The slice, built on the meta device and materialised under FSDP2 (as `parallel.build_sharded`
     does at N GPUs; `parallel.shard` leaves a one-process run whole, so the units are made here)."""
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     with torch.device("meta"):
         model = MiMoForCausalLM(config)
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    model.model.activation_checkpointing = checkpointing   # the trainers' switch (train/run.py)
     for blocks in (model.model.layers, model.model.mtp_layers):
-        for i, block in enumerate(blocks):
-            if checkpointing:                          # keep the block's input, recompute the rest
-                block = blocks[i] = checkpoint_wrapper(block)
+        for block in blocks:
             if compile_ == "blocks":
                 block.compile()
             if fsdp:
