@@ -20,8 +20,8 @@ LAYERS = [
     ["eval"],                       # sampled answers scored by the tasks' rewards: pass@k
     ["train"],                      # the run scaffold; pre-training and SFT
     ["rl"],                         # GRPO, rollout, reward executor
-    ["notebook", "cli", "report", "share", "exercises", ""],   # what notebooks and the command line share;
-    #                                       the report; pack/unpack; the exercise checkers; the package face
+    ["notebook", "cli", "report", "share", "exercises", "book", ""],   # what notebooks and the command line share;
+    #                                       the report; pack/unpack; the exercise checkers; the rendered book; the package face
 ]
 __doc__ += "\n".join(f"  {i}. {', '.join(names)}" for i, names in enumerate(LAYERS))
 
