@@ -60,7 +60,7 @@ def build_book(source: str | Path, out_dir: str | Path | None = None,
     from nbconvert import HTMLExporter
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-    from .cli import find_notebooks
+    from .notebook import find_notebooks
 
     folder = Path(source) if Path(source).is_dir() else runs_dir(str(source), runs_root) / "notebooks"
     paths = find_notebooks(folder)                 # course order: 05, 05b, 06, …

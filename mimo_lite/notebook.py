@@ -23,6 +23,27 @@ from .artifacts import runs_dir, write_json
 from .profile import Profile, load_profile
 
 
+def find_notebooks(folder: str | Path, only: list[str] | None = None) -> list[Path]:
+    """The notebooks of `folder` in course order: `NN_name.ipynb`, where a notebook split in two
+    continues as `NNb_name.ipynb` right after `NN` (05, 05b, 06, …). `only`: numbers or names, each
+    selecting one notebook ("05" is 05 alone, "05b" its second part).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for n in ("06_sft", "05b_mtp_speculative", "05_inference", "scratch"):
+    ...     _ = (d / f"{n}.ipynb").write_text("{}")
+    >>> [p.stem for p in find_notebooks(d)]
+    ['05_inference', '05b_mtp_speculative', '06_sft']
+    >>> [p.stem for p in find_notebooks(d, ["05"])]
+    ['05_inference']
+    """
+    notebooks = sorted(nb for pattern in ("[0-9][0-9]_*.ipynb", "[0-9][0-9][a-z]_*.ipynb")
+                       for nb in Path(folder).glob(pattern))   # "05_" sorts before "05b_": "_" < "b"
+    if only:
+        notebooks = [nb for nb in notebooks if nb.stem.split("_")[0] in only or nb.stem in only]
+    return notebooks
+
+
 class NotebookRun:
     def __init__(self, name: str, profile: Profile, runs_root: str | Path | None = None):
         self.name, self.profile = name, profile

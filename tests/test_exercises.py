@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import mimo_lite.exercises as ex
 from conftest import NOTEBOOKS
-from mimo_lite.cli import find_notebooks
+from mimo_lite.notebook import find_notebooks
 from mimo_lite.exercises.checking import FAILED, NOT_ATTEMPTED
 
 SOLUTIONS = NOTEBOOKS / "solutions"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from artifact_owners import OWNERS
 
-from mimo_lite.cli import find_notebooks
+from mimo_lite.notebook import find_notebooks
 from mimo_lite.notebook import RUN_TIMES
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
