@@ -39,22 +39,30 @@ def test_graphs_give_the_eager_tokens_in_fp32(temperature):
         assert out["graphs"][i].logprobs == pytest.approx(c.logprobs, abs=1e-3)
 
 
-def test_bf16_agreement_rate_is_reported():
-    """bf16 rounds the eager (SDPA) and graph (matmul, fp32 softmax) attention differently, so a
-    near-tie can flip a greedy token and the rest of the sequence with it: the rate is printed."""
+@torch.inference_mode()
+def test_bf16_sequences_part_only_at_near_ties():
+    """bf16 rounds the eager (SDPA) and graph (matmul) attention differently, so a near-tie can
+    flip a greedy token, and the rest of the sequence follows the flip. The agreement is printed;
+    the test checks that every first difference is a near-tie of the model's own full forward."""
     torch.manual_seed(0)
     model = MiMoForCausalLM(preset("gpu")).to(device="cuda", dtype=torch.bfloat16).eval()
     params = SamplingParams(temperature=0, max_new_tokens=128)
     prompts = random_prompts(64, model.config.vocab_size, seed=1)
     eager, graphs = ([c.tokens for c in generate(model, prompts, params, decode=mode)]
                      for mode in ("eager", "graphs"))
-    same = sum(a == b for a, b in zip(eager, graphs)) / len(prompts)
-    prefix = [next((i for i, (s, t) in enumerate(zip(a, b)) if s != t), len(a)) / len(a)
-              for a, b in zip(eager, graphs)]
-    first = sum(a[0] == b[0] for a, b in zip(eager, graphs)) / len(prompts)
-    print(f"\nbf16, gpu size, 64 prompts x 128 greedy tokens: {same:.2f} of sequences identical, "
-          f"first tokens {first:.2f}, mean share before the first difference {sum(prefix) / len(prefix):.2f}")
-    assert first >= 0.9 and sum(prefix) / len(prefix) >= 0.5
+    parts = [next((i for i, (s, t) in enumerate(zip(a, b)) if s != t), None) for a, b in zip(eager, graphs)]
+    gaps = []                                  # full-forward logit of eager's token minus graphs'
+    for prompt, a, b, i in zip(prompts, eager, graphs, parts):
+        if i is not None:
+            logits = model(torch.tensor([prompt + a[:i]], device="cuda")).logits[0, -1].float()
+            gaps.append((logits[a[i]] - logits[b[i]]).abs().item())
+    same = parts.count(None) / len(parts)
+    prefix = sum(len(a) if i is None else i for a, i in zip(eager, parts)) / sum(map(len, eager))
+    print(f"\nbf16, gpu size, 64 prompts x 128 greedy tokens, graphs against eager: {same:.2f} of "
+          f"sequences identical, {prefix:.2f} of tokens before the first difference; logit gap at "
+          f"the first differences: max {max(gaps, default=0):.4f}, median "
+          f"{sorted(gaps)[len(gaps) // 2] if gaps else 0:.4f}")
+    assert max(gaps, default=0) < 0.1
 
 
 def test_speculative_decoding_equals_plain_decoding_with_graphs():

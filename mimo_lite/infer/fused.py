@@ -104,15 +104,14 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """softmax(q·kᵀ + mask)·v for one query per row, as two batched matmuls: (B, H·d).
 
     q (B, H, d), already scaled by 1/√d; k, v (B, K, S, d); mask additive, (B or 1, 1, 1, S).
-    Query head h reads KV head h // (H/K), as SDPA's enable_gqa does; the softmax runs in fp32.
+    Query head h reads KV head h // (H/K), as SDPA's enable_gqa does.
     """
     B, H, d = q.shape
     K, S = k.shape[1], k.shape[2]
     scores = torch.bmm(q.reshape(B * K, H // K, d), k.reshape(B * K, S, d).transpose(1, 2))  # (B·K, G, S)
     if mask is not None:
         scores = (scores.view(B, K, H // K, S) + mask).view(B * K, H // K, S)
-    weights = scores.softmax(-1, dtype=torch.float32).to(v.dtype)
-    return torch.bmm(weights, v.reshape(B * K, S, d)).view(B, H * d)
+    return torch.bmm(scores.softmax(-1), v.reshape(B * K, S, d)).view(B, H * d)
 
 
 class FusedDecoder:
@@ -158,7 +157,7 @@ class FusedDecoder:
         qkv = (torch.mm(y, b.qkv) if b.qkv_bias is None else torch.addmm(b.qkv_bias, y, b.qkv))
         qkv = qkv.view(B, T, H + 2 * K, d)
         qk = qkv[:, :, :H + K]
-        qk = qk * cos + qk.roll(d // 2, -1) * sin                                  # RoPE on q and k
+        qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)                     # RoPE on q and k
         out = attend(qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + K:])
         x = x + torch.mm(out, b.o)
         gate_up = torch.mm(normalize(x, self.eps), b.gate_up)
