@@ -81,7 +81,8 @@ def throughput(model, prompts, new_tokens, repeats, device):
     params = SamplingParams(temperature=0, max_new_tokens=new_tokens)
     hf = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
               eos_token_id=None, pad_token_id=0)
-    methods = {"mimo-lite eager": lambda: [c.tokens for c in generate(model, prompts, params, decode="eager")]}
+    methods = {"mimo-lite eager": lambda: [c.tokens for c in generate(model, prompts, params,
+                                                                      decode="eager")]}
     if device.type == "cuda":
         methods["mimo-lite graphs"] = lambda: [c.tokens for c in generate(model, prompts, params,
                                                                           decode="graphs")]
@@ -139,8 +140,8 @@ def speculative(model, prompts, eos, max_new, num_draft, repeats, device):
 def throughput_table(model, prompts_for, args, device):
     """One markdown row per batch size: the kit against transformers' generate. The agreement is
     with the kit's eager tokens: (identical sequences, mean share before the first difference)."""
-    names = ["mimo-lite eager", "mimo-lite graphs", "transformers MiMo class", "transformers Qwen2 class",
-             "transformers Qwen2 class, static cache"]
+    names = ["mimo-lite eager", "mimo-lite graphs", "transformers MiMo class",
+             "transformers Qwen2 class", "transformers Qwen2 class, static cache"]
     if device.type != "cuda":
         names = [n for n in names if n not in ("mimo-lite graphs", "transformers Qwen2 class, static cache")]
     print("\n| batch | " + " | ".join(f"{n} tok/s" for n in names) +
@@ -171,8 +172,8 @@ def main():
                         help="also extend to this many MTP layers, fine-tune the copies, and time them")
     parser.add_argument("--runs", default=None, help="root of runs/ (where the base model is kept)")
     parser.add_argument("--untrained", action="store_true",
-                        help="random weights of the profile's size and random 16-token prompts: throughput only, "
-                             "without building a corpus or pre-training (the speculative part is skipped)")
+                        help="random weights of the profile's size and random 16-token prompts: "
+                             "throughput only, without building a corpus or pre-training (the speculative part is skipped)")
     parser.add_argument("--model", default="base", choices=["base", "sft"],
                         help="the base model of notebook 04 or the full SFT model of notebook 06, "
                              "whose reasoning follows the long-CoT traces")

@@ -43,8 +43,9 @@ def test_decode_step_equals_the_windowed_forward_and_padding_rows_touch_only_the
     SamplingParams(temperature=0.9, top_k=20, max_new_tokens=12, seed=3),
 ], ids=["greedy", "sampled"])
 def test_static_decode_gives_the_eager_tokens_as_rows_join_and_finish(params):
-    """Seven requests of different lengths and budgets through 5 rows (buckets 1, 2, 4, 5: 3 rows pad a bucket of 4), some
-    ending on a stop token, two joining at step 4: the tokens and log-probs of the eager engine."""
+    """Eight requests of different lengths and budgets through 5 rows (buckets 1, 2, 4, 5: 3 rows
+    pad a bucket of 4), some ending on a stop token, two joining at step 4: the eager engine's
+    tokens and log-probs."""
     model = random_model()
     [free] = generate(model, [PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=12))
     params = SamplingParams(**{**params.__dict__, "stop_token_ids": (free.tokens[5],)})
@@ -66,7 +67,8 @@ def test_own_seeds_aborts_and_a_span_bucket_crossed_mid_run():
     model = random_model()
     params = SamplingParams(temperature=0.8, max_new_tokens=10, seed=1)
     g = torch.Generator().manual_seed(0)
-    requests = {f"r{i}": (torch.randint(0, 64, (58 + i,), generator=g).tolist(), 50 + i) for i in range(5)}
+    requests = {f"r{i}": (torch.randint(0, 64, (58 + i,), generator=g).tolist(), 50 + i)
+                for i in range(5)}
     out = {mode: serve(Engine(model, params, max_batch_size=4, max_length=80, decode=mode), requests,
                        abort_at=(3, {"r1"}))
            for mode in ("eager", "static")}

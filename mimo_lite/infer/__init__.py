@@ -1,4 +1,5 @@
-"""Fast generation: KV cache, sampling, continuous batching, MTP speculative decoding (notebook 05)."""
+"""Fast generation: KV cache, sampling, continuous batching (CUDA graphs on a GPU), MTP speculative
+decoding (notebook 05)."""
 
 from .cache import CacheWindow, KVCache, kv_bytes_per_token
 from .engine import Completion, Engine
