@@ -54,7 +54,15 @@ def test_static_decode_gives_the_eager_tokens_as_rows_join_and_finish(params):
     out = {}
     for mode in ("eager", "static"):
         engine = Engine(model, params, max_batch_size=5, max_length=24, decode=mode)
+        if mode == "static":          # count the static steps run and the engine's decode steps
+            launches, steps = [], []
+            run_step, engine_decode = engine.graphs.decode, engine._decode
+            engine.graphs.decode = lambda ids, lengths: launches.append(1) or run_step(ids, lengths)
+            engine._decode = lambda finished: steps.append(1) or engine_decode(finished)
         out[mode] = serve(engine, requests, join_at=(4, late))
+    # most steps were launched ahead, during the step before; those whose rows changed meanwhile
+    # (a row ended or joined) were run again
+    assert len(steps) < len(launches) < 2 * len(steps)
     assert {c.finish_reason for c in out["eager"].values()} == {"stop", "length"}
     for name, c in out["eager"].items():
         assert out["static"][name].tokens == c.tokens, name

@@ -152,6 +152,7 @@ class Engine:
         self.decoder = None                                       # chosen as each run starts
         self.rows: list[_Row] = []                                # active: cache rows 0..n-1
         self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
+        self.ahead = None           # logits of the next step, launched early (see _decode)
         self.waiting: deque[tuple[Completion, int, torch.Generator | None]] = deque()
         self.policy_version = 0
         self.steps = 0
@@ -242,7 +243,7 @@ class Engine:
                 cache = self.graphs.cache
             cache.k[:, :, :, :self.max_length] = self.cache.k     # (layers, batch, KV heads, max_length, d)
             cache.v[:, :, :, :self.max_length] = self.cache.v
-        self.cache, self.max_length = cache, length
+        self.cache, self.max_length, self.ahead = cache, length, None
 
     def run(self) -> Iterator[Completion]:
         """Step until every request has finished, yielding each completion as it finishes."""
@@ -267,8 +268,9 @@ class Engine:
     def _decode(self, finished: list[Completion]) -> None:
         n = len(self.rows)
         lengths = [row.length for row in self.rows]
-        if self.graphs is not None and isinstance(self.decoder, FusedDecoder):
-            logits = self.graphs.decode(self.next_tokens, lengths)                 # (n, V)
+        static = self.graphs is not None and isinstance(self.decoder, FusedDecoder)
+        if static:
+            logits = self.graphs.decode(self.next_tokens, lengths) if self.ahead is None else self.ahead
         else:
             shortest, longest = min(lengths), max(lengths)
             if shortest == longest:     # every row equally long: a plain slice, no mask needed
@@ -282,9 +284,17 @@ class Engine:
             row.length += 1
         tokens, logprobs = self._sample(logits, self.rows)
         self.next_tokens = tokens
+        self.ahead = None
+        if static and max(lengths) + 2 <= self.max_length:
+            # launch the next step now, so the GPU computes it while this step's tokens are
+            # recorded and checked; it is used if no row ends or joins meanwhile (_release and
+            # _prefill drop it). Its K, V writes are the next step's own, or land in columns
+            # beyond a row's length, which the mask hides until a real step overwrites them.
+            self.ahead = self.graphs.decode(tokens, [length + 1 for length in lengths])
         self._append(0, tokens, logprobs, finished)
 
     def _prefill(self, finished: list[Completion]) -> None:
+        self.ahead = None
         first = len(self.rows)
         admitted = [self.waiting.popleft()
                     for _ in range(min(self.max_batch_size - first, len(self.waiting)))]
@@ -344,6 +354,7 @@ class Engine:
 
     def _release(self, done: list[int]) -> None:
         """Drop finished (or aborted) rows, moving the last active row into each hole (highest hole first)."""
+        self.ahead = None
         order = list(range(len(self.rows)))
         for r in sorted(done, reverse=True):
             last = len(self.rows) - 1

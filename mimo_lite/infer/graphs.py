@@ -18,7 +18,9 @@ holds fixed shapes and fixed addresses, so the step has to be written for that:
               `engine`): they write garbage into their own row, which the next prefill
               overwrites and the mask hides until then.
 
-Prefill (many tokens per row, a new shape each time) stays eager; so does sampling.
+Prefill (many tokens per row, a new shape each time) stays eager; so does sampling. The engine
+launches each step before the previous one's tokens reach the CPU (`Engine._decode`), so the GPU
+replays while the CPU records tokens and checks stop conditions.
 
 The graphs read the decoder's weights and the cache by address, so a `DecodeGraphs` belongs to
 one cache and is re-recorded for each new decoder (new weights, see `decoder_for`). Caches with
