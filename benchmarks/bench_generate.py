@@ -11,7 +11,13 @@ The model is the profile's base model (notebook 04, built if missing), or with `
 full SFT model (notebook 06), whose replies follow the long-CoT traces; the prompts are math
 problems of the RL suite in the chat template, so the speculative part drafts the model's own
 reasoning. Goals (toy, CPU): ≥ 3× transformers at batch 1; speculative ≥ 1.3× plain at batch 1
-with first-layer acceptance ≥ 0.8.
+with first-layer acceptance ≥ 0.8. Goals (one GPU, gpu size, bf16): the kit with CUDA graphs
+≥ 1.5× transformers' static-cache `generate` at batch 1, ≥ 2× transformers' best at batch 64.
+
+On CUDA the kit runs twice, with CUDA graphs (its default there) and eagerly, and transformers
+also with `cache_implementation="static"`, which its `generate` compiles (the warm-up call pays
+for the compilation). The speculative part compares `speculative_generate` (eager) with plain
+`generate` (with CUDA graphs on CUDA).
 """
 
 from __future__ import annotations
@@ -67,31 +73,43 @@ def timed(fn, device):
 
 
 def throughput(model, prompts, new_tokens, repeats, device):
-    """tok/s of the kit and of transformers' generate, every sequence exactly `new_tokens` long."""
+    """tok/s of the kit and of transformers' generate, every sequence exactly `new_tokens` long,
+    and each method's tokens. On CUDA the kit runs with and without CUDA graphs, and
+    transformers also with its static cache (which `generate` compiles)."""
     twin = qwen2_twin(model)
     ids = torch.tensor(prompts, device=device)
     params = SamplingParams(temperature=0, max_new_tokens=new_tokens)
     hf = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
               eos_token_id=None, pad_token_id=0)
-    methods = {
-        "mimo-lite generate": lambda: [c.tokens for c in generate(model, prompts, params)],
-        "transformers generate (MiMoForCausalLM)":
-            lambda: model.generate(ids, **hf)[:, ids.shape[1]:].tolist(),
-        "transformers generate (Qwen2ForCausalLM)":
-            lambda: twin.generate(ids, **hf)[:, ids.shape[1]:].tolist(),
-    }
+    methods = {"mimo-lite eager": lambda: [c.tokens for c in generate(model, prompts, params,
+                                                                      decode="eager")]}
+    if device.type == "cuda":
+        methods["mimo-lite graphs"] = lambda: [c.tokens for c in generate(model, prompts, params,
+                                                                          decode="graphs")]
+    methods["transformers MiMo class"] = lambda: model.generate(ids, **hf)[:, ids.shape[1]:].tolist()
+    methods["transformers Qwen2 class"] = lambda: twin.generate(ids, **hf)[:, ids.shape[1]:].tolist()
+    if device.type == "cuda":
+        methods["transformers Qwen2 class, static cache"] = lambda: twin.generate(
+            ids, cache_implementation="static", **hf)[:, ids.shape[1]:].tolist()
     times = {name: [] for name in methods}
     outputs = {}
     with torch.inference_mode():
-        for name, fn in methods.items():                       # warm-up
+        for name, fn in methods.items():                       # warm-up (and compilation)
             outputs[name] = fn()
         for _ in range(repeats):
             for name, fn in methods.items():
                 times[name].append(timed(fn, device)[1])
     n = len(prompts) * new_tokens
     rates = {name: n / min(t) for name, t in times.items()}
-    same = all(o == outputs["mimo-lite generate"] for o in outputs.values())
-    return rates, same
+    return rates, outputs
+
+
+def agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float, float]:
+    """(share of sequences identical, mean share of each sequence before its first difference)."""
+    def prefix(x, y):
+        return next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y)))
+    same = sum(x == y for x, y in zip(a, b)) / len(a)
+    return same, sum(prefix(x, y) / max(len(x), 1) for x, y in zip(a, b)) / len(a)
 
 
 def speculative(model, prompts, eos, max_new, num_draft, repeats, device):
@@ -120,16 +138,23 @@ def speculative(model, prompts, eos, max_new, num_draft, repeats, device):
 
 
 def throughput_table(model, prompts_for, args, device):
-    """One markdown row per batch size: the kit against transformers' generate."""
-    print("\n| batch | mimo-lite tok/s | transformers tok/s (MiMo / Qwen2 class) | ratio | same tokens |")
-    print("|---|---|---|---|---|")
+    """One markdown row per batch size: the kit against transformers' generate. The agreement is
+    with the kit's eager tokens: (identical sequences, mean share before the first difference)."""
+    names = ["mimo-lite eager", "mimo-lite graphs", "transformers MiMo class",
+             "transformers Qwen2 class", "transformers Qwen2 class, static cache"]
+    if device.type != "cuda":
+        names = [n for n in names if n not in ("mimo-lite graphs", "transformers Qwen2 class, static cache")]
+    print("\n| batch | " + " | ".join(f"{n} tok/s" for n in names) +
+          " | kit / best transformers | agreement with kit eager (" + ", ".join(names[1:]) + ") |")
+    print("|---|" + "---|" * (len(names) + 2))
     for b in args.batch:
-        rates, same = throughput(model, prompts_for(b), args.new_tokens, args.repeats, device)
-        kit = rates["mimo-lite generate"]
-        hf_mimo = rates["transformers generate (MiMoForCausalLM)"]
-        hf_qwen = rates["transformers generate (Qwen2ForCausalLM)"]
-        print(f"| {b} | {kit:,.0f} | {hf_mimo:,.0f} / {hf_qwen:,.0f} | "
-              f"{kit / hf_mimo:.2f}× / {kit / hf_qwen:.2f}× | {same} |", flush=True)
+        rates, outputs = throughput(model, prompts_for(b), args.new_tokens, args.repeats, device)
+        kit = max(rates[n] for n in names if n.startswith("mimo-lite"))
+        best_hf = max(rates[n] for n in names if n.startswith("transformers"))
+        agree = ", ".join("{:.2f} / {:.2f}".format(*agreement(outputs[n], outputs["mimo-lite eager"]))
+                          for n in names[1:])
+        print(f"| {b} | " + " | ".join(f"{rates[n]:,.0f}" for n in names) +
+              f" | {kit / best_hf:.2f}× | {agree} |", flush=True)
 
 
 def main():
@@ -138,7 +163,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on CUDA")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--spec-prompts", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
@@ -147,8 +172,8 @@ def main():
                         help="also extend to this many MTP layers, fine-tune the copies, and time them")
     parser.add_argument("--runs", default=None, help="root of runs/ (where the base model is kept)")
     parser.add_argument("--untrained", action="store_true",
-                        help="random weights of the profile's size and random prompts: throughput only, "
-                             "without building a corpus or pre-training (the speculative part is skipped)")
+                        help="random weights of the profile's size and random 16-token prompts: "
+                             "throughput only, without building a corpus or pre-training (the speculative part is skipped)")
     parser.add_argument("--model", default="base", choices=["base", "sft"],
                         help="the base model of notebook 04 or the full SFT model of notebook 06, "
                              "whose reasoning follows the long-CoT traces")
@@ -163,10 +188,11 @@ def main():
     if args.untrained:
         torch.manual_seed(profile.seed)
         model = MiMoForCausalLM(profile.model.config()).to(device=device, dtype=dtype).eval()
-        prompt = torch.randint(0, model.config.vocab_size, (16,)).tolist()
+        g = torch.Generator().manual_seed(profile.seed)
+        prompts = torch.randint(0, model.config.vocab_size, (max(args.batch), 16), generator=g).tolist()
         print(f"\n{args.size} untrained model, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
               f"parameters, {device} {dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-        throughput_table(model, lambda b: [prompt] * b, args, device)
+        throughput_table(model, lambda b: prompts[:b], args, device)
         return
 
     model, tokenizer = ensure_base_model(profile, args.runs)

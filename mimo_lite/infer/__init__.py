@@ -1,4 +1,5 @@
-"""Fast generation: KV cache, sampling, continuous batching, MTP speculative decoding (notebooks 05 and 05b)."""
+"""Fast generation: KV cache, sampling, continuous batching (CUDA graphs on a GPU), MTP speculative
+decoding (notebooks 05 and 05b)."""
 
 from .cache import CacheWindow, KVCache, kv_bytes_per_token
 from .engine import Completion, Engine

@@ -27,6 +27,11 @@ no request is running: `set_policy` refuses otherwise, and every completion is o
 Sampling draws from one random stream shared by the batch (`SamplingParams.seed`), or, for a
 request added with its own `seed`, from that request's own stream: then its tokens do not depend
 on which other requests share its batch, or when they join or leave.
+
+On a GPU the decode step replays a CUDA graph (`graphs.py`): `decode="graphs"`, the default
+there. `decode="eager"` (the default on a CPU) runs the step op by op over the slice of the cache
+the rows fill; `decode="static"` runs the graphs' static-shape step without recording it, on any
+device. The three give the same tokens up to float rounding; prefill is always eager.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .cache import KVCache
-from .fused import decoder_for
+from .fused import FusedDecoder, decoder_for
+from .graphs import borrow, give_back
 from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
 
@@ -108,11 +114,14 @@ class Engine:
 
     `max_length` (prompt + completion, default the model's context) sizes the preallocated KV
     cache (`reserve` grows it); `tokenizer` is needed for stop strings and fills `Completion.text`.
+    `decode`: "graphs", "static" or "eager" (see the module docstring); "auto" is "graphs" on CUDA,
+    "eager" elsewhere. A model that is not plain (LoRA, hooks: see `fused.decoder_for`) decodes
+    eagerly whatever `decode` says.
     Between steps: `add_request`, `abort(ids)`, and, while no request runs, `set_policy(version)`.
     """
 
     def __init__(self, model, params: SamplingParams, max_batch_size: int = 32,
-                 max_length: int | None = None, tokenizer=None):
+                 max_length: int | None = None, tokenizer=None, decode: str = "auto"):
         context = model.config.max_position_embeddings
         max_length = context if max_length is None else max_length
         if not 1 < max_length <= context:
@@ -124,12 +133,26 @@ class Engine:
         self.max_batch_size, self.max_length = max_batch_size, max_length
         self.stop = StopRule(params, tokenizer)
         self.device = model.lm_head.weight.device
+        if decode == "auto":
+            decode = "graphs" if self.device.type == "cuda" else "eager"
+        if decode not in ("graphs", "static", "eager"):
+            raise ValueError(f'decode must be "auto", "graphs", "static" or "eager", got {decode!r}.')
+        if decode == "graphs" and self.device.type != "cuda":
+            raise ValueError(f'decode="graphs" records CUDA graphs, but the model is on {self.device}: '
+                             f'use "static" to run the same static-shape step without recording it.')
+        self.decode_mode = decode
         self.generator = params.generator(self.device)
+        self.graphs = None          # the cache, with the decode steps recorded over it (not eager)
         with torch.inference_mode():
-            self.cache = KVCache.for_model(model, max_batch_size, max_length, include_mtp=False)
+            if decode == "eager":
+                self.cache = KVCache.for_model(model, max_batch_size, max_length, include_mtp=False)
+            else:
+                self.graphs = borrow(model, self, max_batch_size, max_length, decode == "graphs")
+                self.cache = self.graphs.cache
         self.decoder = None                                       # chosen as each run starts
         self.rows: list[_Row] = []                                # active: cache rows 0..n-1
         self.next_tokens = torch.empty(0, dtype=torch.long, device=self.device)  # fed next step
+        self.ahead = None           # logits of the next step, launched early (see _decode)
         self.waiting: deque[tuple[Completion, int, torch.Generator | None]] = deque()
         self.policy_version = 0
         self.steps = 0
@@ -209,10 +232,18 @@ class Engine:
         if length <= self.max_length:
             return
         with torch.inference_mode():
-            cache = KVCache.for_model(self.model, self.max_batch_size, length, include_mtp=False)
+            if self.graphs is None:
+                cache = KVCache.for_model(self.model, self.max_batch_size, length, include_mtp=False)
+            else:
+                old, self.graphs = self.graphs, borrow(self.model, self, self.max_batch_size, length,
+                                                       self.decode_mode == "graphs")
+                give_back(old)
+                if isinstance(self.decoder, FusedDecoder):
+                    self.graphs.use(self.decoder)
+                cache = self.graphs.cache
             cache.k[:, :, :, :self.max_length] = self.cache.k     # (layers, batch, KV heads, max_length, d)
             cache.v[:, :, :, :self.max_length] = self.cache.v
-        self.cache, self.max_length = cache, length
+        self.cache, self.max_length, self.ahead = cache, length, None
 
     def run(self) -> Iterator[Completion]:
         """Step until every request has finished, yielding each completion as it finishes."""
@@ -225,6 +256,8 @@ class Engine:
         self.steps += 1
         if not self.rows and self.waiting:      # a run starts: the weights as they are now
             self.decoder = decoder_for(self.model)
+            if self.graphs is not None and isinstance(self.decoder, FusedDecoder):
+                self.graphs.use(self.decoder)
         finished: list[Completion] = []
         if self.rows:
             self._decode(finished)
@@ -235,21 +268,33 @@ class Engine:
     def _decode(self, finished: list[Completion]) -> None:
         n = len(self.rows)
         lengths = [row.length for row in self.rows]
-        shortest, longest = min(lengths), max(lengths)
-        if shortest == longest:     # every row equally long: a plain slice, no mask needed
-            window = self.cache.window(longest, 1, rows=slice(0, n))
+        static = self.graphs is not None and isinstance(self.decoder, FusedDecoder)
+        if static:
+            logits = self.graphs.decode(self.next_tokens, lengths) if self.ahead is None else self.ahead
         else:
-            starts = torch.tensor(lengths, device=self.device)
-            window = self.cache.window(starts, 1, rows=slice(0, n), span=longest + 1)
-        h = self.decoder.forward(self.next_tokens[:, None], window)               # (n, 1, D)
-        logits = self.decoder.logits(h[:, -1])                                     # (n, V)
+            shortest, longest = min(lengths), max(lengths)
+            if shortest == longest:     # every row equally long: a plain slice, no mask needed
+                window = self.cache.window(longest, 1, rows=slice(0, n))
+            else:
+                starts = torch.tensor(lengths, device=self.device)
+                window = self.cache.window(starts, 1, rows=slice(0, n), span=longest + 1)
+            h = self.decoder.forward(self.next_tokens[:, None], window)           # (n, 1, D)
+            logits = self.decoder.logits(h[:, -1])                                 # (n, V)
         for row in self.rows:
             row.length += 1
         tokens, logprobs = self._sample(logits, self.rows)
         self.next_tokens = tokens
+        self.ahead = None
+        if static and max(lengths) + 2 <= self.max_length:
+            # launch the next step now, so the GPU computes it while this step's tokens are
+            # recorded and checked; it is used if no row ends or joins meanwhile (_release and
+            # _prefill drop it). Its K, V writes are the next step's own, or land in columns
+            # beyond a row's length, which the mask hides until a real step overwrites them.
+            self.ahead = self.graphs.decode(tokens, [length + 1 for length in lengths])
         self._append(0, tokens, logprobs, finished)
 
     def _prefill(self, finished: list[Completion]) -> None:
+        self.ahead = None
         first = len(self.rows)
         admitted = [self.waiting.popleft()
                     for _ in range(min(self.max_batch_size - first, len(self.waiting)))]
@@ -309,6 +354,7 @@ class Engine:
 
     def _release(self, done: list[int]) -> None:
         """Drop finished (or aborted) rows, moving the last active row into each hole (highest hole first)."""
+        self.ahead = None
         order = list(range(len(self.rows)))
         for r in sorted(done, reverse=True):
             last = len(self.rows) - 1

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import MLP, Attention, DecoderLayer, MiMoForCausalLM, MiMoModel, MTPLayer, RMSNorm
-from .cache import CacheWindow
+from .cache import CacheWindow, KVCache
 
 
 def _t(w: torch.Tensor, row_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,17 +82,36 @@ class _MTP(_Block):
         self.lm_head = _t(lm_head, layer.final_layernorm.weight)
 
 
-def normalize(x: torch.Tensor, eps: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def normalize(x: torch.Tensor, eps: tuple[torch.Tensor, torch.Tensor, float]) -> torch.Tensor:
     """x / sqrt(mean(x²) + eps) in fp32, returned in x's dtype: `RMSNorm` before its weight.
 
-    mean(x²) + eps is written sum(x·x) / D + eps with D and eps held as 0-dim fp32 tensors: the
-    arithmetic of ATen's `mean` and of a Python-float `eps`, but a Python number in an operation
-    costs three extra dispatches (wrap, convert, copy), and `mean` dispatches to four.
+    On a CPU, mean(x²) + eps is written sum(x·x) / D + eps with D and eps held as 0-dim fp32
+    tensors: the arithmetic of ATen's `mean` and of a Python-float `eps`, but a Python number in an
+    operation costs three extra dispatches (wrap, convert, copy), and `mean` dispatches to four.
+    On a GPU, where each of those eight operations is a kernel launch, `F.rms_norm` computes the
+    same in one (eps as the Python float, the third entry).
     """
+    if x.is_cuda:
+        return F.rms_norm(x, x.shape[-1:], eps=eps[2])
     y = x.float()
-    epsilon, dim = eps
+    epsilon, dim, _ = eps
     y = y * torch.rsqrt((y * y).sum(-1, keepdim=True) / dim + epsilon)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
+def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q·kᵀ + mask)·v for one query per row, as two batched matmuls: (B, H·d).
+
+    q (B, H, d), already scaled by 1/√d; k, v (B, K, S, d); mask additive, (B or 1, 1, 1, S).
+    Query head h reads KV head h // (H/K), as SDPA's enable_gqa does.
+    """
+    B, H, d = q.shape
+    K, S = k.shape[1], k.shape[2]
+    scores = torch.bmm(q.reshape(B * K, H // K, d), k.reshape(B * K, S, d).transpose(1, 2))  # (B·K, G, S)
+    if mask is not None:
+        scores = (scores.view(B, K, H // K, S) + mask).view(B * K, H // K, S)
+    return torch.bmm(scores.softmax(-1), v.reshape(B * K, S, d)).view(B, H * d)
 
 
 class FusedDecoder:
@@ -112,9 +131,9 @@ class FusedDecoder:
         m, c = model.model, model.config
         with torch.no_grad():
             self.embed = m.embed_tokens.weight.detach().clone()
-            # (eps, D) as 0-dim fp32 tensors, see normalize
-            self.eps = tuple(torch.tensor(v, dtype=torch.float32, device=self.embed.device)
-                             for v in (c.rms_norm_eps, float(c.hidden_size)))
+            # (eps, D) as 0-dim fp32 tensors, and eps as a number: see normalize
+            self.eps = (*(torch.tensor(v, dtype=torch.float32, device=self.embed.device)
+                          for v in (c.rms_norm_eps, float(c.hidden_size))), c.rms_norm_eps)
             self.blocks = [_Block(layer) for layer in m.layers]
             self.mtp_blocks = [_MTP(layer, model.lm_head.weight) for layer in m.mtp_layers]
             self.lm_head = _t(model.lm_head.weight, m.norm.weight)
@@ -124,8 +143,13 @@ class FusedDecoder:
             self.cos = cos[0, :, None]                                          # (S, 1, d)
             self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)[:, None]  # signs of rotate_half
 
-    def _block(self, b: _Block, x: torch.Tensor, cos, sin, window: CacheWindow, slot: int):
-        """x (B, T, D) → (B, T, D); every matmul sees the (B·T, D) rows."""
+    def _block(self, b: _Block, x: torch.Tensor, cos, sin, attend):
+        """x (B, T, D) → (B, T, D); every matmul sees the (B·T, D) rows.
+
+        attend(q (B, T, H, d), k, v (B, T, K, d)) stores the new keys and values and returns the
+        attention output (B·T, H·d): through a CacheWindow (`_window_attention`) or at per-row
+        positions over a fixed span (`_static_attention`, the decode step of `decode_step`).
+        """
         B, T, D = x.shape
         H, K, d = b.H, b.K, b.d
         x = x.view(B * T, D)
@@ -133,26 +157,27 @@ class FusedDecoder:
         qkv = (torch.mm(y, b.qkv) if b.qkv_bias is None else torch.addmm(b.qkv_bias, y, b.qkv))
         qkv = qkv.view(B, T, H + 2 * K, d)
         qk = qkv[:, :, :H + K]
-        qk = qk * cos + qk.roll(d // 2, -1) * sin                                  # RoPE on q and k
-        k, v = window.update(qk[:, :, H:].transpose(1, 2), qkv[:, :, H + K:].transpose(1, 2), slot)
-        mask = window.additive_mask(qk.dtype)                           # k, v: (B, K, S, d)
-        if T == 1 and x.device.type == "cpu":
-            # one query per row: two batched matmuls beat SDPA's set-up; query head h reads KV
-            # head h // (H/K), as enable_gqa does
-            S = k.shape[2]
-            scores = torch.bmm(qk[:, 0, :H].reshape(B * K, H // K, d),
-                               k.reshape(B * K, S, d).transpose(1, 2))            # (B·K, G, S)
-            if mask is not None:
-                scores = (scores.view(B, K, H // K, S) + mask).view(B * K, H // K, S)
-            out = torch.bmm(scores.softmax(-1), v.reshape(B * K, S, d)).view(B, H * d)
-        else:
-            out = F.scaled_dot_product_attention(
-                qk[:, :, :H].transpose(1, 2), k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                enable_gqa=H != K, scale=1.0).transpose(1, 2).reshape(B * T, H * d)
+        qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)                     # RoPE on q and k
+        out = attend(qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + K:])
         x = x + torch.mm(out, b.o)
         gate_up = torch.mm(normalize(x, self.eps), b.gate_up)
         x = x + torch.mm(F.silu(gate_up[:, :b.ffn]) * gate_up[:, b.ffn:], b.down)
         return x.view(B, T, D)
+
+    @staticmethod
+    def _window_attention(window: CacheWindow, slot: int):
+        """attend() through `window`: cache slot `slot`, the window's mask (or plain causal)."""
+        def attend(q, k, v):
+            B, T, H, d = q.shape
+            k, v = window.update(k.transpose(1, 2), v.transpose(1, 2), slot)     # (B, K, S, d)
+            mask = window.additive_mask(q.dtype)
+            if T == 1 and q.device.type == "cpu":
+                # one query per row: two batched matmuls beat SDPA's set-up
+                return single_query_attention(q[:, 0], k, v, mask)
+            return F.scaled_dot_product_attention(
+                q.transpose(1, 2), k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                enable_gqa=H != k.shape[1], scale=1.0).transpose(1, 2).reshape(B * T, H * d)
+        return attend
 
     def _rope(self, positions: slice | torch.Tensor):
         """cos, sin for a range of positions, (T, 1, d), or per-row positions (B, T): (B, T, 1, d)."""
@@ -163,8 +188,41 @@ class FusedDecoder:
         x = self.embed[input_ids]
         cos, sin = self._rope(slice(window.start, window.span) if window.uniform else window.position_ids)
         for i, b in enumerate(self.blocks):
-            x = self._block(b, x, cos, sin, window, i)
+            x = self._block(b, x, cos, sin, self._window_attention(window, i))
         return x
+
+    def decode_step(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+                    span: int) -> torch.Tensor:
+        """One new token per row with shapes fixed by (B, span) alone: what a CUDA graph captures.
+
+        ids, positions (B,): row b's token and its position, which is also the column of cache
+        row b it writes its keys and values to. Row b attends to columns 0..positions[b] of the
+        first `span` columns: the mask, not the shape, follows the lengths, so one graph serves
+        every step while the longest row stays below `span`. Returns logits (B, V).
+        """
+        x = self.embed[ids][:, None]                                              # (B, 1, D)
+        cos, sin = self._rope(positions[:, None])                                 # (B, 1, 1, d)
+        columns = torch.arange(span, device=ids.device)
+        mask = torch.zeros(ids.shape[0], 1, 1, span, dtype=x.dtype, device=ids.device).masked_fill_(
+            columns > positions[:, None, None, None], float("-inf"))              # (B, 1, 1, S)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        for i, b in enumerate(self.blocks):
+            x = self._block(b, x, cos, sin, self._static_attention(
+                cache.k_layers[i], cache.v_layers[i], rows, positions, mask, span))
+        return self.logits(x[:, 0])
+
+    @staticmethod
+    def _static_attention(keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
+                          positions: torch.Tensor, mask: torch.Tensor, span: int):
+        """attend() for `decode_step`: write k, v of row b at column positions[b] of cache row b
+        (keys, values: one layer's (batch, K, max_length, d); rows: 0..B-1), attend over the
+        first `span` columns."""
+        def attend(q, k, v):
+            keys[rows, :, positions] = k[:, 0]                                   # (B, K, d) each
+            values[rows, :, positions] = v[:, 0]
+            B = q.shape[0]
+            return single_query_attention(q[:, 0], keys[:B, :, :span], values[:B, :, :span], mask)
+        return attend
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """lm_head(norm(h)) for h (N, D) → (N, V)."""
@@ -179,8 +237,8 @@ class FusedDecoder:
         b, T = self.mtp_blocks[k], token_ids.shape[1]
         x = torch.cat([normalize(hidden, self.eps), normalize(self.embed[token_ids], self.eps)], dim=-1)
         cos, sin = self._rope(slice(start, start + T))
-        z = self._block(b, torch.mm(x.view(T, -1), b.input_proj).view(1, T, -1), cos, sin, window,
-                        len(self.blocks) + k)
+        z = self._block(b, torch.mm(x.view(T, -1), b.input_proj).view(1, T, -1), cos, sin,
+                        self._window_attention(window, len(self.blocks) + k))
         return z, torch.mm(normalize(z[0, -1:], self.eps), b.lm_head)
 
 

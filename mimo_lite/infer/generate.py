@@ -15,12 +15,13 @@ from .sampling import SamplingParams
 
 
 def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
-             max_batch_size: int | None = None) -> list[Completion]:
+             max_batch_size: int | None = None, decode: str = "auto") -> list[Completion]:
     """Complete each prompt (a list of token ids); returns one Completion per prompt, in order.
 
     `Completion.tokens` are the generated ids, `.logprobs` log softmax(z/τ) of each (see
     `sampling`), `.finish_reason` "stop" or "length". `max_batch_size` (default: all prompts)
-    bounds how many sequences decode together; `tokenizer` is needed for stop strings.
+    bounds how many sequences decode together; `tokenizer` is needed for stop strings; `decode`
+    chooses how the engine decodes ("auto": CUDA graphs on a GPU, see `Engine`).
     """
     if not prompts:
         return []
@@ -28,7 +29,7 @@ def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, to
     longest = max(len(p) for p in prompts)
     engine = Engine(model, params, max_batch_size=max_batch_size or len(prompts),
                     max_length=min(context, max(longest + params.max_new_tokens, 2)),
-                    tokenizer=tokenizer)
+                    tokenizer=tokenizer, decode=decode)
     for prompt in prompts:
         engine.add_request(prompt)
     done = {c.request_id: c for c in engine.run()}
