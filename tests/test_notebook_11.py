@@ -51,3 +51,31 @@ def test_notebook_11_prices_mimo_7b_and_builds_nothing(run_notebook, smoke_runs)
 
     figures = smoke_runs / "smoke" / "notebooks" / "figures" / "11_scaling_up"
     assert (figures / "memory_per_gpu.png").is_file()
+
+    # the calculator against the slice measured on an H200 (benchmarks/results/slice_7b_h200.json)
+    import json
+    from pathlib import Path
+
+    from mimo_lite.scaling import PEAK_BF16, train_flops_per_token
+    measured = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "slice_7b_h200.json").read_text())
+    slice_cfg = preset("mimo_7b", num_hidden_layers=measured["layers"])
+    assert len(r["slice_check"]) == len(measured["rows"]) > 0
+    for row, check in zip(measured["rows"], r["slice_check"]):
+        predicted = memory_per_gpu(slice_cfg, 1, measured["seq"], measured["micro_batch"], row["checkpointing"])
+        assert check["calculator_gib"] == pytest.approx(predicted["total"] / GiB)
+        assert check["ratio"] == pytest.approx(row["peak_bytes"] / predicted["total"])
+        assert check["within_10pct"] == (abs(check["ratio"] - 1) <= 0.10)
+        assert check["mfu"] == pytest.approx(
+            row["tokens_per_s"] * train_flops_per_token(slice_cfg, measured["seq"]) / PEAK_BF16["H200"])
+
+
+@pytest.mark.parametrize("profile", ["toy", "gpu"])
+def test_notebook_11_runs_at_every_profile(profile, tmp_path):
+    """It prices the profile's own model and builds nothing, so it runs anywhere in seconds."""
+    import json
+
+    from mimo_lite.cli import run_notebooks
+    [executed] = run_notebooks(profile, only=["11"], runs_root=str(tmp_path))
+    r = json.loads(executed.with_suffix(".json").read_text())
+    assert r["params_profile"] == r["params_profile_meta"] > 0
+    assert sorted(p.name for p in (tmp_path / profile).iterdir()) == ["notebooks"]
