@@ -40,7 +40,9 @@ RUN_FILES = {                            # a run's working folder -> what notebo
     "pretrain": ("FINGERPRINT", "metrics.jsonl", "stage_ends"),    # 04: loss curves, stage_end_model
     "pretrain_control": ("FINGERPRINT", "metrics.jsonl", "checkpoints"),  # 04: run_control reloads
 }                                        # the control from its newest checkpoint (only that one is packed)
-LEFT_OUT = {"eval", "report"}            # recomputed by notebook 10
+LEFT_OUT = {"eval", "report",            # recomputed by notebook 10
+            "grpo"}                      # GRPO runs' working folders and their shared start-of-run
+#                                          evaluations: the finished runs (rl/, ablations/…) hold what notebooks read
 MARKERS = (MARKER, "FINGERPRINT", "manifest.json")   # a folder holding one is an artifact folder
 KINDS = {                                # artifact folder -> its entry in FORMAT; the GRPO runs
     "corpus": "corpus", "corpus/packed": "packed", "tokenizer": "tokenizer",  # (rl/, rl_zero/,
