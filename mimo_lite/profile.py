@@ -469,6 +469,9 @@ class Profile:
     # every trainer recomputes each decoder block's and MTP layer's activations in the backward
     # instead of keeping them: less memory, one more forward of the blocks, the same gradients
     activation_checkpointing: bool = setting(False, fingerprint=False)
+    # under torchrun every trainer writes its sharded checkpoints in the background (DCP's
+    # async_save): training goes on while the shards are written; one process saves synchronously
+    async_checkpoints: bool = setting(False, fingerprint=False)
     tracker: str = setting("none", TRACKERS, fingerprint=False)   # where every trainer also logs
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)

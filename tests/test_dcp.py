@@ -41,16 +41,21 @@ rank, world = parallel.init()
 out = Path({out!r})
 cfg = pretrain_helpers.tiny_config(**{config!r})
 
-def run(folder):
+def run(folder, asynchronous=False):
     model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu")
     train(model, cfg, pretrain_helpers.streams, pretrain_helpers.SEQ_LENS, out / folder,
-          max_steps={steps}, progress=False)
+          max_steps={steps}, progress=False, async_checkpoints=asynchronous)
 
 run("straight")                                   # steps 1-3, a sharded checkpoint at step 2
 if rank == 0:
     shutil.copytree(out / "straight", out / "resumed")
 parallel.barrier()
 run("resumed")                                    # resumes from step 2, trains step 3
+run("async", True)                                # the same, its checkpoints written in the background
+if rank == 0:
+    shutil.copytree(out / "async", out / "async_resumed")
+parallel.barrier()
+run("async_resumed", True)
 
 model = parallel.build_sharded(pretrain_helpers.tiny_model_config(), 0, "cpu")
 weights = parallel.full_state_dict(model)
@@ -130,6 +135,19 @@ def test_a_sharded_checkpoint_resumes_at_two_processes_and_at_one(two_processes,
     assert one[2]["batch_sequences"] == straight[2]["batch_sequences"]
     assert one[2]["loss"] == pytest.approx(straight[2]["loss"], abs=1e-6)
     assert one[2]["grad_norm"] == pytest.approx(straight[2]["grad_norm"], rel=1e-5)
+
+
+def test_an_asynchronous_checkpoint_holds_what_a_synchronous_one_does(two_processes):
+    def shards(run):
+        [step] = checkpoint.checkpoints(two_processes / run / "checkpoints")
+        files = json.loads((step / checkpoint.MANIFEST).read_text())["files"]
+        return step.name, {name: f["sha256"] for name, f in files.items() if name.endswith(".distcp")}
+
+    assert shards("async") == shards("straight")        # the same bytes, written in the background
+    for run in ("async", "async_resumed"):              # and a run resumed from it is bit-exact
+        assert [(m["step"], m["loss"], m["grad_norm"]) for m in read_metrics(two_processes / run / "metrics.jsonl")] \
+            == [(m["step"], m["loss"], m["grad_norm"]) for m in read_metrics(two_processes / "straight" / "metrics.jsonl")]
+    assert not list((two_processes / "async" / "checkpoints").glob(".tmp-*"))   # sealed at the end
 
 
 def test_an_unsealed_or_corrupted_sharded_checkpoint_is_skipped(two_processes, tmp_path):

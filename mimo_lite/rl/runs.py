@@ -134,7 +134,8 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     train_grpo(model, tokenizer, train, cfg, work, heldout=heldout, steps=steps, start_eval=start_eval,
                seed=seed, progress=progress, dtype=profile.torch_dtype,
                compile=profile.compile, tracker=profile.tracker, easy_pool=pool,
-               activation_checkpointing=profile.activation_checkpointing)
+               activation_checkpointing=profile.activation_checkpointing,
+               async_checkpoints=profile.async_checkpoints)
     model = parallel.whole_model(model)            # under torchrun gathered on rank 0, which saves it
     if parallel.rank() == 0:
         metrics = read_metrics(work / "metrics.jsonl")

@@ -225,7 +225,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
                executor: RewardExecutor | None = None, backend: RolloutBackend | None = None,
                progress: bool = True, dtype=torch.float32, compile: bool = False,
                tracker: str = "none", easy_pool: list[str] = (),
-               activation_checkpointing: bool = False, start_eval: Path | None = None) -> list[dict]:
+               activation_checkpointing: bool = False, async_checkpoints: bool = False,
+               start_eval: Path | None = None) -> list[dict]:
     """Train `model` in place with GRPO for `steps` (default cfg.steps); returns the metric lines.
 
     Metrics go to out_dir/metrics.jsonl (held-out pass@1 at step 0, every `eval_every` steps and
@@ -243,7 +244,8 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
     # Adam's default betas and no weight decay, as the GRPO runs have always used
     run = Run(out_dir, model, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.999), dtype=dtype,
               compile=compile, checkpoint_every=cfg.checkpoint_every, tracker=tracker,
-              progress=progress, activation_checkpointing=activation_checkpointing)
+              progress=progress, activation_checkpointing=activation_checkpointing,
+              async_checkpoints=async_checkpoints)
     world = parallel.world_size()
     sampler = ProblemSampler(problems, cfg.easy_alpha, cfg.easy_filter, seed)
     if cfg.easy_filter:

@@ -13,7 +13,11 @@ Two layouts, one folder scheme:
   folder, in which every rank writes its own shards of model and optimiser (`__<rank>_0.distcp`,
   plus `.metadata`) and its own RNG state (`rng-<rank>.pt`); the ranks hash their share of the
   files and rank 0 writes the manifest, the completion marker, only once every rank has finished.
-  DCP reshards on load, so a run saved by 8 processes resumes on 4, on 2 or in one.
+  DCP reshards on load, so a run saved by 8 processes resumes on 4, on 2 or in one. With
+  `asynchronous=True` the shards are copied to host memory and written by a background thread
+  while training goes on; the folder is sealed (hashed, manifest, renamed into place) when the
+  next checkpoint starts or `finish()` is called. Until then it is not a checkpoint: a run
+  killed meanwhile resumes from the one before.
 
 `export_hf` turns either layout into the Hugging Face layout that `from_pretrained` loads.
 """
@@ -68,15 +72,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save(folder: Path, step: int, model, optimizer, state: dict, keep: int = 2) -> Path:
+_pending: list = []      # an asynchronous sharded save still being written: (future, sealing args)
+
+
+def save(folder: Path, step: int, model, optimizer, state: dict, keep: int = 2,
+         asynchronous: bool = False) -> Path:
     """Write checkpoint `step` under `folder` atomically; keep the newest `keep` checkpoints.
 
-    Every rank must call it: with more than one process each writes its own shards (DCP).
+    Every rank must call it: with more than one process each writes its own shards (DCP), in the
+    background when `asynchronous` (in one process the save is always synchronous).
     """
+    finish()
     folder = Path(folder)
     final = folder / f"step-{step:08d}"
     if parallel.world_size() > 1:
-        return _save_sharded(folder, final, step, model, optimizer, state, keep)
+        return _save_sharded(folder, final, step, model, optimizer, state, keep, asynchronous)
     tmp = folder / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -93,8 +103,16 @@ def save(folder: Path, step: int, model, optimizer, state: dict, keep: int = 2) 
     return final
 
 
+def finish() -> None:
+    """Wait for an asynchronous save still being written, then seal it (every rank calls it)."""
+    while _pending:
+        future, args = _pending.pop()
+        future.result()
+        _seal(*args)
+
+
 def _save_sharded(folder: Path, final: Path, step: int, model, optimizer, state: dict,
-                  keep: int) -> Path:
+                  keep: int, asynchronous: bool = False) -> Path:
     """The DCP layout: every rank writes its shards, then rank 0 seals the folder."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -106,7 +124,12 @@ def _save_sharded(folder: Path, final: Path, step: int, model, optimizer, state:
         tmp.mkdir(parents=True)
     parallel.barrier()
     weights, optim = get_state_dict(model, optimizer)          # this rank's shards, not copies
-    dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=tmp)   # returns once all wrote
+    shards = {"model": weights, "optimizer": optim}
+    if asynchronous:    # returns once the shards are copied to host memory; a thread writes them,
+        # talking to the other ranks over a group of its own (never the training's collectives)
+        future = dcp.async_save(shards, checkpoint_id=tmp, process_group=parallel.side_group())
+    else:
+        dcp.save(shards, checkpoint_id=tmp)                    # returns once all ranks wrote
     torch.save(rng_state(), tmp / f"rng-{rank}.pt")
     _fsync(tmp / f"rng-{rank}.pt")
     if rank == 0:
@@ -114,6 +137,17 @@ def _save_sharded(folder: Path, final: Path, step: int, model, optimizer, state:
         model.config.to_json_file(tmp / "config.json")      # what export_hf builds the model from
         _fsync(tmp / "trainer_state.json")
         _fsync(tmp / "config.json")
+    if asynchronous:
+        _pending.append((future, (folder, tmp, final, step, keep)))
+    else:
+        _seal(folder, tmp, final, step, keep)
+    return final
+
+
+def _seal(folder: Path, tmp: Path, final: Path, step: int, keep: int) -> None:
+    """Once every rank has written its files: each hashes its share, rank 0 writes the manifest
+    and renames the folder into place."""
+    rank, world = parallel.rank(), parallel.world_size()
     parallel.barrier()
     names = sorted(p.name for p in tmp.iterdir())
     mine = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
@@ -125,7 +159,6 @@ def _save_sharded(folder: Path, final: Path, step: int, model, optimizer, state:
         _fsync(tmp / MANIFEST)
         _publish(tmp, final, folder, keep)
     parallel.barrier()
-    return final
 
 
 def _publish(tmp: Path, final: Path, folder: Path, keep: int) -> None:

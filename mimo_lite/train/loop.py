@@ -44,7 +44,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
           device="cpu", dtype=torch.float32, max_steps: int | None = None,
           curriculum: bool = True, progress: bool = True, compile: bool = False,
           tracker: str = "none", stop_at_stage: int | None = None,
-          activation_checkpointing: bool = False) -> State:
+          activation_checkpointing: bool = False, async_checkpoints: bool = False) -> State:
     """Pre-train `model` in place; metrics go to out_dir/metrics.jsonl, checkpoints to out_dir/checkpoints/.
 
     Resumes from the newest good checkpoint in out_dir. `max_steps` stops early (tests, demos).
@@ -60,7 +60,7 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
     run = Run(out_dir, model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
               device=device, dtype=dtype, compile=compile, log_every=cfg.log_every,
               checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress,
-              activation_checkpointing=activation_checkpointing)
+              activation_checkpointing=activation_checkpointing, async_checkpoints=async_checkpoints)
     state = run.resume(State())
 
     def source(stage: int) -> int | str:        # the stream a stage reads

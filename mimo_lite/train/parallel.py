@@ -220,6 +220,17 @@ def broadcast(value):
     return box[0]
 
 
+_side_group = []
+
+
+def side_group():
+    """A gloo process group beside the training's, for collectives of a background thread
+    (asynchronous checkpoints); made once, by every rank at the same call."""
+    if not _side_group:
+        _side_group.append(dist.new_group(backend="gloo"))
+    return _side_group[0]
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

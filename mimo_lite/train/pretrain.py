@@ -90,7 +90,8 @@ def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, hel
     state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
                   dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
                   progress=progress, compile=profile.compile, tracker=profile.tracker,
-                  stop_at_stage=stop_at_stage, activation_checkpointing=profile.activation_checkpointing)
+                  stop_at_stage=stop_at_stage, activation_checkpointing=profile.activation_checkpointing,
+                  async_checkpoints=profile.async_checkpoints)
     return model, state
 
 

@@ -56,7 +56,8 @@ class Run:
     def __init__(self, folder: Path, model, *, lr: float, weight_decay: float = 0.0,
                  betas=(0.9, 0.95), device=None, dtype=torch.float32, compile: bool = False,
                  log_every: int = 1, checkpoint_every: int = 0, tracker: str = "none",
-                 progress: bool = True, activation_checkpointing: bool = False):
+                 progress: bool = True, activation_checkpointing: bool = False,
+                 async_checkpoints: bool = False):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         parallel.init()
@@ -72,6 +73,7 @@ class Run:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = adamw(self.model, lr, weight_decay, betas, fused=device.type == "cuda")
         self.log_every, self.checkpoint_every = log_every, checkpoint_every
+        self.async_checkpoints = async_checkpoints        # under torchrun: shards written in the background
         self.main = parallel.rank() == 0
         self.metrics_path = self.folder / "metrics.jsonl"
         self.tracker = open_tracker(tracker, self.folder) if self.main else None
@@ -98,7 +100,7 @@ class Run:
         under torchrun each writes its own shards)."""
         rest = {k: v for k, v in asdict(state).items() if k != "step"}
         return checkpoint.save(self.folder / folder, state.step, self.model, self.optimizer,
-                               rest, keep=keep)
+                               rest, keep=keep, asynchronous=self.async_checkpoints)
 
     def checkpoint(self, state, force: bool = False) -> None:
         """Save every `checkpoint_every` steps (and when `force`, e.g. at the end)."""
@@ -150,6 +152,7 @@ class Run:
         """Close the bar and the tracker; with `state`, write the final checkpoint."""
         if state is not None:
             self.checkpoint(state, force=True)
+        checkpoint.finish()                               # an asynchronous save, sealed
         if self.bar is not None:
             self.bar.close()
         if self.tracker is not None:

@@ -238,7 +238,8 @@ def training_memory(model) -> dict:
 def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_id: int,
               seed: int = 0, total_tokens: int | None = None, max_steps: int | None = None,
               progress: bool = True, dtype=torch.float32, compile: bool = False,
-              tracker: str = "none", activation_checkpointing: bool = False) -> SFTState:
+              tracker: str = "none", activation_checkpointing: bool = False,
+              async_checkpoints: bool = False) -> SFTState:
     """Fine-tune `model` in place (all its trainable parameters) on packed `examples`.
 
     Constant LR (report §3.1); loss = token-level mean over the assistant tokens of the batch,
@@ -250,7 +251,7 @@ def train_sft(model, examples: list[tuple], cfg: SFTSection, out_dir: Path, pad_
     run = Run(out_dir, model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas,
               dtype=dtype, compile=compile, log_every=cfg.log_every,
               checkpoint_every=cfg.checkpoint_every, tracker=tracker, progress=progress,
-              activation_checkpointing=activation_checkpointing)
+              activation_checkpointing=activation_checkpointing, async_checkpoints=async_checkpoints)
     rank, world = parallel.rank(), parallel.world_size()
     state = run.resume(SFTState())
     rows = epoch_rows(examples, state.epoch, seed, cfg.seq_len, pad_id)
@@ -402,7 +403,8 @@ def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: b
     state = train_sft(model, examples, run_cfg, run_dir, tokenizer.pad_token_id, profile.seed,
                       total_tokens=tokens, progress=progress, dtype=profile.torch_dtype,
                       compile=profile.compile, tracker=profile.tracker,
-                      activation_checkpointing=profile.activation_checkpointing)
+                      activation_checkpointing=profile.activation_checkpointing,
+                      async_checkpoints=profile.async_checkpoints)
     wall = time.perf_counter() - t0
     if variant == "lora":
         model = model.merge_and_unload()
