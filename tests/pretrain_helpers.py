@@ -59,3 +59,18 @@ if __name__ == "__main__":   # the process the resume test kills
     import sys
     torch.set_num_threads(1)
     run(sys.argv[1])
+
+
+def torchrun_two(script, text: str) -> None:
+    """Write `text` to `script` and run it as 2 processes on the gloo backend (torchrun); fails
+    with the end of their error output when they do."""
+    import os
+    import subprocess
+    import sys
+
+    script.write_text(text)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(script)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -7,9 +7,7 @@ rank's RNG; and takes one step in bfloat16. The tests then compare all of it wit
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -93,14 +91,8 @@ if rank == 0:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("dcp")
-    script = out / "run.py"
-    script.write_text(SCRIPT.format(here=str(Path(__file__).parent), out=str(out), config=CONFIG,
-                                    steps=STEPS))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script)],
-                         capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    pretrain_helpers.torchrun_two(out / "run.py", SCRIPT.format(here=str(Path(__file__).parent), out=str(out),
+                                                                config=CONFIG, steps=STEPS))
     return out
 
 

@@ -8,9 +8,7 @@ one process.
 """
 
 import json
-import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -94,13 +92,7 @@ if rank == 0:
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp_post")
     pretrain_helpers.tiny_model(seed=3).save_pretrained(out / "saved")
-    script = out / "run.py"
-    script.write_text(SCRIPT.format(here=str(Path(__file__).parent), out=str(out)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script)],
-                         capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    pretrain_helpers.torchrun_two(out / "run.py", SCRIPT.format(here=str(Path(__file__).parent), out=str(out)))
     return out
 
 

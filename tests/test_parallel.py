@@ -1,7 +1,5 @@
 """The same loop under torchrun with FSDP2: 2 processes on the gloo backend (CPU)."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,13 +27,8 @@ train(model, pretrain_helpers.tiny_config(total_tokens=6000), pretrain_helpers.s
 
 
 def test_fsdp2_on_two_processes_trains_like_one(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(here=str(Path(__file__).parent), out=str(tmp_path / "two")))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script)],
-                         capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    pretrain_helpers.torchrun_two(tmp_path / "run.py", SCRIPT.format(here=str(Path(__file__).parent),
+                                                                     out=str(tmp_path / "two")))
     metrics = read_metrics(tmp_path / "two" / "metrics.jsonl")
     assert len(metrics) > 10 and metrics[-1]["loss"] < metrics[0]["loss"] - 1
     assert all(m["batch_sequences"] % 2 == 0 for m in metrics)     # each rank gets as many rows
