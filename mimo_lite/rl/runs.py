@@ -90,6 +90,11 @@ def rl_fingerprint(profile, start: str = "sft", variant: str = "full", overrides
     return fingerprint("grpo", FORMAT["rl"], origin, cfg, steps, seed, profile.dtype, problems_key(profile))
 
 
+def run_name(start: str, name: str | None = None) -> str:
+    """The folder under runs/<profile>/ of a GRPO run: `name`, or rl/ from SFT, rl_zero/ from base."""
+    return name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
+
+
 def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
                     name: str | None = None, overrides: dict | None = None,
                     steps: int | None = None, seed: int | None = None, progress: bool = True) -> Path:
@@ -106,7 +111,7 @@ def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = 
     if start == "rl" and name in (None, "rl"):
         raise ValueError("A run that continues the RL model needs a name of its own "
                          "(name='rl' is the RL model it starts from).")
-    name = name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
+    name = run_name(start, name)
     origin = start_model(profile, start, runs_root, variant, progress)
     problems_dir = ensure_problems(profile, runs_root)
     digest = rl_fingerprint(profile, start, variant, overrides, steps, seed)
@@ -259,7 +264,7 @@ def rl_run_built(profile, runs_root=None, start: str = "sft", variant: str = "fu
                  overrides: dict | None = None, steps: int | None = None, seed: int | None = None) -> bool:
     """Whether `ensure_rl_model` with these arguments would find its run built (and train nothing)."""
     profile = as_profile(profile)
-    folder = runs_dir(profile.name, runs_root) / (name or {"sft": "rl", "base": "rl_zero"}.get(start, start))
+    folder = runs_dir(profile.name, runs_root) / run_name(start, name)
     return current(folder, rl_fingerprint(profile, start, variant, overrides, steps, seed))
 
 

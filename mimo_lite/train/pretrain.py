@@ -199,12 +199,10 @@ def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bo
         print(f"[mimo-lite] no base model for profile {profile.name!r} yet: pre-training it "
               f"(three stages, {profile.pretrain.total_tokens:,} tokens) -> {folder}", flush=True)
         model, tokenizer, state = pretrain(profile, runs_root, progress)
-        weights = parallel.full_state_dict(model)          # gathered from the shards under FSDP2
+        model = parallel.whole_model(model)        # under torchrun gathered on rank 0, which saves it
         if parallel.rank() == 0:
-            plain = MiMoForCausalLM(model.config)
-            plain.load_state_dict(weights)
             with building(folder, digest, tokens=state.tokens, steps=state.step) as tmp:
-                plain.save_pretrained(tmp)
+                model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
                 write_json(tmp / "pretrain_summary.json", {"heldout_loss": state.heldout,
                                                            "tokens": state.tokens, "steps": state.step})
