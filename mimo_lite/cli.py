@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -31,8 +32,13 @@ def parse_settings(pairs: list[str] | None) -> dict[str, str]:
 
 def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | None = None,
                   notebooks_dir: str | Path | None = None,
-                  overrides: dict | None = None) -> list[Path]:
-    """Execute the notebooks in order with papermill; executed copies go to runs/<profile>/notebooks/."""
+                  overrides: dict | None = None, resume: bool = False) -> list[Path]:
+    """Execute the notebooks in order with papermill; executed copies go to runs/<profile>/notebooks/.
+
+    `resume`: skip the notebooks that finished in an earlier call (their executed copy is there and
+    their time is in its run_times.json), so that a sequence cut into commands of limited length
+    (`timeout 540 mimo-lite notebooks --resume`, repeated) goes on where the last one stopped; a
+    notebook cut off midway runs again, its stages resuming from their checkpoints."""
     import papermill
 
     from .notebook import note_run_time
@@ -52,8 +58,12 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     was = {k: os.environ.get(k) for k in batch}
     os.environ.update(batch)
     done = []
+    finished = json.loads((out / "run_times.json").read_text()) if (out / "run_times.json").exists() else {}
     try:
         for nb in notebooks:
+            if resume and (out / nb.name).exists() and finished.get(nb.stem, {}).get("profile") == profile:
+                print(f"[mimo-lite] {nb.stem} ran earlier ({finished[nb.stem]['wall_s']:.0f} s): skipped", flush=True)
+                continue
             t0 = time.time()
             print(f"[mimo-lite] {nb.stem} at profile {profile!r} ...", flush=True)
             params = {"profile": profile, "overrides": dict(overrides or {})}
@@ -107,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="toy")
     p.add_argument("--only", nargs="*", help="notebook numbers, e.g. 03 05 05b")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
+    p.add_argument("--resume", action="store_true",
+                   help="skip the notebooks that finished in an earlier call (go on where it stopped)")
     p = sub.add_parser("pretrain", parents=[settings], help="three-stage pre-training (resumes a killed run)")
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
@@ -174,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         overrides = parse_settings(getattr(args, "set", None))
         if args.command == "notebooks":
-            run_notebooks(args.profile, args.only, args.runs, overrides=overrides)
+            run_notebooks(args.profile, args.only, args.runs, overrides=overrides, resume=args.resume)
         elif args.command == "pretrain":
             from .train.pretrain import ensure_base_model, run_control
             profile = load_profile(args.config, overrides)

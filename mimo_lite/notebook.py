@@ -79,9 +79,10 @@ RUN_TIMES = Path(__file__).parent / "run_times.json"   # the kit's record: {prof
 def start(name: str, profile: str, runs_root: str | Path | None = None,
           overrides: dict | None = None) -> NotebookRun:
     """Load the profile (with `overrides` of single settings, {"section.key": value}) and prepare
-    the notebook's output folders; the outputs stay under runs/<profile name>/. Prints the
-    notebook's recorded run times."""
+    the notebook's output folders; the outputs stay under runs/<profile name>/. Prints where it
+    runs and the notebook's recorded run times."""
     run = NotebookRun(name, load_profile(profile, overrides), runs_root)
+    print(f"profile {run.profile.name!r} on {run.profile.torch_device} ({machine()}), {run.profile.dtype}")
     print(run_time_line(name, run.out / "run_times.json"))
     return run
 

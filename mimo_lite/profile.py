@@ -334,6 +334,7 @@ class RLSection:
     ablation_steps: int = setting(30, "≥ 1", fingerprint=False)   # GRPO steps of the ablations' reference
     code_ablation_steps: int = setting(10, "≥ 1", fingerprint=False)   # each code-reward run (08b §1)
     code_ablation_seeds: int = setting(1, "≥ 1", fingerprint=False)    # seeds per code reward scheme (08b §1)
+    code_ablation_tiers: list[int] = setting([1], "[1, 2]", fingerprint=False)   # code tiers of those runs
     ablation: dict = setting({}, fingerprint=False)  # overrides for the easy-pool and dynamic-sampling runs
     #                               (08b §2, §3): their `steps`, smaller batches (more runs in the same time)
     ablation_seeds: int = setting(2, "≥ 1", fingerprint=False)    # seeds of each dynamic-sampling arm

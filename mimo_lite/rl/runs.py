@@ -212,8 +212,8 @@ def ablation_runs(profile) -> dict:
     arguments of `ensure_rl_model`}:
 
     - "code_reward": the vanilla, strict and soft code rewards, `code_ablation_seeds` runs each of
-      `code_ablation_steps` steps from the SFT model, on code tier 1 only, with half the groups and
-      at most two rollout rounds;
+      `code_ablation_steps` steps from the SFT model, on the code tiers `code_ablation_tiers` only,
+      with half the groups and at most two rollout rounds;
     - "dynamic_sampling": with and without, `ablation_seeds` runs each from the SFT model, sized by
       `rl.ablation`;
     - "light_sft": RL from the light SFT model with exactly the main RL run's settings;
@@ -227,8 +227,8 @@ def ablation_runs(profile) -> dict:
     """
     profile = as_profile(profile)
     cfg = profile.rl
-    code_only = dict(math_tiers=[], code_tiers=[1], batch_prompts=max(1, cfg.batch_prompts // 2),
-                     max_rounds=min(cfg.max_rounds, 2), eval_every=cfg.code_ablation_steps)
+    code_only = dict(math_tiers=[], code_tiers=list(cfg.code_ablation_tiers),
+                     batch_prompts=max(1, cfg.batch_prompts // 2), max_rounds=min(cfg.max_rounds, 2), eval_every=cfg.code_ablation_steps)
     steps = cfg.with_overrides(**cfg.ablation).steps
     seeds = [profile.seed + k for k in range(cfg.ablation_seeds)]
     return {
