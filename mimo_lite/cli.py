@@ -44,13 +44,13 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     from .notebook import note_run_time
     from .train.run import BATCH_ENV
 
-    load_profile(profile, overrides)   # fail early, with the profile's own message
+    name = load_profile(profile, overrides).name   # fail early, with the profile's own message
     folder = Path(notebooks_dir) if notebooks_dir else (repo_root() or Path.cwd()) / "notebooks"
     notebooks = find_notebooks(folder, only)
     if not notebooks:
         raise SystemExit(f"No notebooks found in {folder} (selection {only}): run from the kit's "
                          f"checkout or pass --notebooks DIR.")
-    out = runs_dir(profile, runs_root) / "notebooks"
+    out = runs_dir(name, runs_root) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     # The kernels inherit these: the kit's progress bars as text, saved at their end (a widget's
     # saved copy shows its first state, 0%), and no loading/saving bars of transformers or datasets.
@@ -61,7 +61,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
     finished = json.loads((out / "run_times.json").read_text()) if (out / "run_times.json").exists() else {}
     try:
         for nb in notebooks:
-            if resume and (out / nb.name).exists() and finished.get(nb.stem, {}).get("profile") == profile:
+            if resume and (out / nb.name).exists() and finished.get(nb.stem, {}).get("profile") == name:
                 print(f"[mimo-lite] {nb.stem} ran earlier ({finished[nb.stem]['wall_s']:.0f} s): skipped", flush=True)
                 continue
             t0 = time.time()
@@ -71,7 +71,7 @@ def run_notebooks(profile: str, only: list[str] | None = None, runs_root: str | 
                 params["runs_root"] = str(runs_root)
             papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
                                        cwd=str(folder), kernel_name="python3", progress_bar=False)
-            note_run_time(out, nb.stem, profile, time.time() - t0)
+            note_run_time(out, nb.stem, name, time.time() - t0)
             print(f"[mimo-lite] {nb.stem} done in {time.time() - t0:.0f} s -> {out / nb.name}", flush=True)
             done.append(out / nb.name)
     finally:
