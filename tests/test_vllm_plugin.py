@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mimo_lite import MiMoConfig, MiMoForCausalLM
+from mimo_lite import MiMoConfig, MiMoForCausalLM, preset
 from mimo_lite.rl import vllm_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,13 +58,25 @@ def test_register_maps_the_checkpoint_architectures_to_vllm_mimo(monkeypatch):
     assert type(AutoConfig.for_model("mimo")) is MiMoConfig  # vLLM reads the config without remote code
 
 
+def test_rope_theta_can_be_assigned_as_vllm_s_config_loader_does():
+    config = preset("mimo_7b")
+    config.rope_theta = config.rope_theta          # vllm.transformers_utils.config.patch_rope_parameters
+    assert config.rope_theta == 640000.0 and config.rope_parameters["rope_theta"] == 640000.0
+    config.rope_theta = 10000.0
+    assert config.rope_parameters["rope_theta"] == 10000.0
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                     reason="vLLM is not installed (make scaled-env builds the environment that has it)")
-def test_register_with_the_installed_vllm():
+def test_the_installed_vllm_reads_a_saved_checkpoint_through_the_plugin(tmp_path):
     from vllm import ModelRegistry
+    from vllm.transformers_utils.config import get_config
 
+    MiMoForCausalLM(preset("smoke", rope_theta=640000)).save_pretrained(tmp_path)
     vllm_plugin.register()
     assert set(vllm_plugin.VLLM_MODELS) <= set(ModelRegistry.get_supported_archs())
     for target in vllm_plugin.VLLM_MODELS.values():
-        module, _, _ = target.partition(":")
-        assert importlib.util.find_spec(module) is not None, target
+        assert importlib.util.find_spec(target.partition(":")[0]) is not None, target
+    config = get_config(str(tmp_path), trust_remote_code=False)
+    assert type(config) is MiMoConfig and config.architectures == ["MiMoForCausalLM"]
+    assert config.rope_theta == 640000.0
