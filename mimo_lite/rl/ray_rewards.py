@@ -13,8 +13,8 @@ millisecond math checks queued behind it.
 
 A worker is given one answer at a time; the others wait here, in the trainer's process. So a
 worker that dies (killed, out of memory, its machine lost) takes only the answer it was scoring.
-Ray restarts the worker and that answer is scored again there, once; if a worker dies on it a
-second time, the answer is *unscored* with that reason, never guessed (an answer that kills its
+Ray restarts the worker, and that answer is scored again, once, by the next free worker of its
+kind; if a worker dies on it a second time, the answer is *unscored* with that reason, never guessed (an answer that kills its
 verifier is not retried forever).
 
 A reward cluster, the trainer's node at its head:
