@@ -39,6 +39,11 @@ class MiMoConfig(Qwen2Config):
             raise AttributeError("rope_theta")
         return float(params["rope_theta"])
 
+    @rope_theta.setter
+    def rope_theta(self, value: float) -> None:
+        # Kept in `rope_parameters`, where transformers reads it; vLLM's config loader assigns it.
+        self.rope_parameters = {**(self.__dict__.get("rope_parameters") or {}), "rope_theta": value}
+
 
 def validate(config: MiMoConfig) -> None:
     """Stop a config that cannot build a model, with one sentence saying what to change."""

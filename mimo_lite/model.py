@@ -257,14 +257,18 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
                 cache: Cache | None = None, labels: torch.Tensor | None = None,
                 use_cache: bool | None = None, mtp_loss_weight: float | None = None,
                 return_mtp: bool | None = None, logits_to_keep: int = 0, return_logits: bool = True,
-                **kwargs) -> MiMoOutput:
+                past_key_values: Cache | None = None, **kwargs) -> MiMoOutput:
         """input_ids (B, T). With `labels`, the loss (HF convention: labels are the inputs; -100 ignored).
 
         MTP logits are computed when training the MTP (labels given) or when `return_mtp=True`;
         `mtp_logits[k][:, t]` predicts token t + k + 2. `return_logits=False` skips the lm_head
         and returns only `hidden_states` (before `norm`): GRPO scores its answer tokens from them
         a chunk at a time (`rl/logprobs.py`), never holding the (B, T, V) logits.
+
+        `past_key_values` is the cache under the name transformers used before 5.24 (its
+        `generate` passes it so, and reads the same object back, updated in place).
         """
+        cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         h = self.model(input_ids, position_ids, attention_mask, cache)   # (B, T, D)
