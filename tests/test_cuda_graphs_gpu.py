@@ -65,13 +65,18 @@ def test_bf16_sequences_part_only_at_near_ties():
     assert max(gaps, default=0) < 0.1
 
 
-def test_speculative_decoding_equals_plain_decoding_with_graphs():
+@pytest.mark.parametrize("num_draft", [1, 2, 3])
+def test_speculative_decoding_equals_plain_decoding_with_graphs(num_draft):
+    """Each greedy speculative step replayed as one graph (`spec_graphs`): the tokens of plain
+    decoding and the acceptance of the eager loop, fp32."""
     model = drafting_model().cuda()
     params = SamplingParams(temperature=0, max_new_tokens=24)
     plain = generate(model, PROMPTS, params, decode="graphs")
     for prompt, c in zip(PROMPTS, plain):
-        spec, stats = speculative_generate(model, prompt, params)
-        assert spec.tokens == c.tokens
+        spec, stats = speculative_generate(model, prompt, params, num_draft=num_draft, step="graphs")
+        eager, eager_stats = speculative_generate(model, prompt, params, num_draft=num_draft, step="eager")
+        assert spec.tokens == eager.tokens == c.tokens
+        assert stats.accepted == eager_stats.accepted
 
 
 def test_the_next_engine_replays_without_recording():

@@ -114,6 +114,12 @@ def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return torch.bmm(scores.softmax(-1), v.reshape(B * K, S, d)).view(B, H * d)
 
 
+def _span_mask(columns: torch.Tensor, span: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask (1, 1, T, span): query i sees columns ≤ columns[i]."""
+    seen = torch.arange(span, device=columns.device)[None] <= columns[:, None]
+    return torch.zeros(seen.shape, dtype=dtype, device=columns.device).masked_fill_(~seen, float("-inf"))[None, None]
+
+
 class FusedDecoder:
     """The main stack (and MTP layers) of `model` for cached generation.
 
@@ -222,6 +228,47 @@ class FusedDecoder:
             values[rows, :, positions] = v[:, 0]
             B = q.shape[0]
             return single_query_attention(q[:, 0], keys[:B, :, :span], values[:B, :, :span], mask)
+        return attend
+
+    def span_forward(self, ids: torch.Tensor, columns: torch.Tensor, cache: KVCache, span: int) -> torch.Tensor:
+        """Main stack over T tokens of cache row 0 with shapes fixed by (T, span): the verify pass
+        of a recorded speculative step (`spec_graphs`). ids, columns (T,): the tokens and their
+        positions, which are also the cache columns their keys and values go to; token i attends
+        to columns ≤ columns[i] of the first `span`. Returns (T, D) before the final norm."""
+        x = self.embed[ids][None]                                                 # (1, T, D)
+        cos, sin = self._rope(columns)
+        mask = _span_mask(columns, span, x.dtype)
+        for i, b in enumerate(self.blocks):
+            x = self._block(b, x, cos, sin, self._span_attention(cache.k_layers[i], cache.v_layers[i],
+                                                                 columns, mask, span))
+        return x[0]
+
+    def span_mtp(self, k: int, hidden: torch.Tensor, ids: torch.Tensor, columns: torch.Tensor,
+                 cache: KVCache, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """MTP layer k over indices `columns` (T,) of cache row 0, as `mtp` with shapes fixed by
+        (T, span): hidden (1, T, D), ids (T,) the tokens x_{t+k+1} it reads at positions t+k+1.
+        Returns (z (1, T, D), logits of the last index (1, V))."""
+        b, T = self.mtp_blocks[k], ids.shape[0]
+        x = torch.cat([normalize(hidden, self.eps), normalize(self.embed[ids][None], self.eps)], dim=-1)
+        cos, sin = self._rope(columns + (k + 1))
+        slot = len(self.blocks) + k
+        z = self._block(b, torch.mm(x.view(T, -1), b.input_proj).view(1, T, -1), cos, sin,
+                        self._span_attention(cache.k_layers[slot], cache.v_layers[slot], columns,
+                                             _span_mask(columns, span, x.dtype), span))
+        return z, torch.mm(normalize(z[0, -1:], self.eps), b.lm_head)
+
+    @staticmethod
+    def _span_attention(keys: torch.Tensor, values: torch.Tensor, columns: torch.Tensor,
+                        mask: torch.Tensor, span: int):
+        """attend() for the span passes: row 0's keys and values of T tokens written at `columns`,
+        attention over the first `span` columns (keys, values: one layer's (batch, K, L, d))."""
+        def attend(q, k, v):
+            keys[0].index_copy_(1, columns, k[0].transpose(0, 1))                # (K, T, d)
+            values[0].index_copy_(1, columns, v[0].transpose(0, 1))
+            _, T, H, d = q.shape
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys[:1, :, :span], values[:1, :, :span],
+                                                 attn_mask=mask, enable_gqa=H != keys.shape[1], scale=1.0)
+            return out.transpose(1, 2).reshape(T, H * d)
         return attend
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ import torch
 
 from .cache import KVCache
 from .engine import Completion, StopRule
+from . import spec_graphs
 from .fused import FusedDecoder, ModuleDecoder, decoder_for
 from .sampling import SamplingParams, probabilities, sample, token_logprobs
 
@@ -133,12 +134,19 @@ def _draft(decoder: FusedDecoder | ModuleDecoder, cache: KVCache, hidden: torch.
 
 @torch.inference_mode()
 def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
-                         num_draft: int | None = None, tokenizer=None) -> tuple[Completion, SpecStats]:
+                         num_draft: int | None = None, tokenizer=None,
+                         step: str = "auto") -> tuple[Completion, SpecStats]:
     """Generate for one prompt with MTP drafts; returns the Completion and its SpecStats.
 
     num_draft: drafts per step, one per MTP layer (default: all of them). Greedy output equals
     `generate`'s token for token; sampled output has the same distribution.
+    step: "graphs" replays each greedy step as one recorded CUDA graph (`spec_graphs`), "static"
+    runs that fixed-shape step eagerly, "eager" the loop below; "auto" takes graphs on a GPU and
+    the eager loop elsewhere. Sampling, a model that is not plain (`fused.is_plain`) and a prompt
+    shorter than num_draft + 2 tokens always take the eager loop.
     """
+    if step not in ("auto", "graphs", "static", "eager"):
+        raise ValueError(f"step={step!r}: choose auto, graphs, static or eager.")
     config = model.config
     layers = config.num_nextn_predict_layers
     K = layers if num_draft is None else num_draft
@@ -158,7 +166,6 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
     stop = StopRule(params, tokenizer)
     device = model.lm_head.weight.device
     generator = params.generator(device)
-    cache = KVCache.for_model(model, 1, len(prompt) + max_new + K + 1)
     decoder = decoder_for(model)                             # the model's forward, fewer ops
     completion, stats = Completion(0, prompt, start_step=0), SpecStats(K)
 
@@ -171,12 +178,34 @@ def speculative_generate(model, prompt: Sequence[int], params: SamplingParams,
                 return True
         return False
 
+    if step == "auto":
+        step = "graphs" if device.type == "cuda" else "eager"
+    fixed = step != "eager" and params.greedy and isinstance(decoder, FusedDecoder) and len(prompt) >= K + 2
+    if fixed:
+        spec = spec_graphs.borrow(model, decoder, K, len(prompt) + max_new + K + 1, capture=step == "graphs")
+        cache = spec.cache
+    else:
+        cache = KVCache.for_model(model, 1, len(prompt) + max_new + K + 1)
+
     n = len(prompt)                                   # tokens the main model has read
     h = decoder.forward(torch.tensor([prompt], device=device), cache.window(0, n))[0]   # (n, D)
     token, logprob = sample(decoder.logits(h[-1:]), params, generator)
     seq = prompt + token.tolist()                     # x_0 .. x_n
     s, hidden = 0, h                                  # MTP cache length; h_s .. h_{n-1}
     done = emit(token.tolist(), logprob.tolist())
+    if fixed and not done:
+        # the MTP chain over the prompt's indices before the step's window (n-K-1 .. n-1)
+        z, before = h[None, :n - K - 1], n - K - 1
+        for k in range(K):
+            if before:
+                ids = torch.tensor([seq[k + 1:k + 1 + before]], device=device)
+                z, _ = decoder.mtp(k, z, ids, k + 1, cache.window(0, before))
+        spec.start(n, seq[n - K:n + 1], h[n - K - 1:n])
+        while not done:
+            a, tokens, logprobs = spec.step(n)
+            stats.record(a)
+            n += 1 + a
+            done = emit(tokens[:a + 1], logprobs[:a + 1])
     while not done:
         drafts, q = _draft(decoder, cache, hidden, seq, s, n, K, params, generator)
         ids = torch.tensor([[seq[n]] + drafts], device=device)
