@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from ..infer import Completion, Engine, SamplingParams
+from .weight_sync import load_named
 
 
 class RolloutBackend(Protocol):
@@ -48,6 +49,9 @@ class EngineRollout:
                 ...
         backend.abort([rid])                                      # stop early: partial completions
         backend.set_policy(version)                               # weights changed; only when idle
+
+    When it decodes a copy of its own (another device, another process), it is a weight-sync
+    receiver (`weight_sync.py`): `pause()`, `load(chunk)` for each chunk, `resume(version)`.
     """
 
     def __init__(self, model, tokenizer, temperature: float = 1.0, top_p: float = 1.0,
@@ -59,6 +63,7 @@ class EngineRollout:
         self.engine: Engine | None = None       # built at the first request
         self.policy_version = 0
         self.meta: dict[int, Any] = {}          # request id → what its submitter attached
+        self.paused = False                     # a weight sync is under way: nothing starts
 
     def _engine(self, length: int) -> Engine:
         """The engine, with rows that hold `length` tokens, on the device and dtype of the weights."""
@@ -88,7 +93,7 @@ class EngineRollout:
     def step(self) -> list[tuple[Any, Completion]]:
         """One engine step (one token for every running request): (meta, completion) of each
         request that finished in it."""
-        if self.idle():
+        if self.idle() or self.paused:          # paused: submitted requests wait for resume
             return []
         was_training = self.model.training
         self.model.eval()
@@ -116,10 +121,33 @@ class EngineRollout:
             self.engine.set_policy(version)
         self.policy_version = version
 
+    # --- weight-sync receiver (weight_sync.WeightReceiver) ----------------------------------------
+    def pause(self) -> None:
+        """A sync begins: from now on no request starts; those submitted meanwhile wait."""
+        running = len(self.engine.rows) if self.engine is not None else 0
+        if running:
+            raise RuntimeError(f"Cannot pause for a weight sync while {running} requests are "
+                               f"running: MiMo's rollouts are on-policy, so finish or abort them first.")
+        self.paused = True
+
+    def load(self, chunk: list[tuple[str, Any]]) -> None:
+        """Copy a chunk of (checkpoint name, tensor) into the model this backend decodes."""
+        if not self.paused:
+            raise RuntimeError("load() outside a weight sync: call pause() first, so that nothing "
+                               "generates on half-loaded weights.")
+        load_named(self.model, chunk)
+
+    def resume(self, version: int) -> None:
+        """The sync is done: the weights are `version`; waiting requests start under it."""
+        self.paused = False
+        self.set_policy(version)
+
     def rollouts(self, prompts: Sequence[Sequence[int]], seed: int) -> Iterator[tuple[int, Completion]]:
         """The whole batch at once; the same completions as a fresh Engine seeded with `seed`."""
         if not prompts:
             return
+        if self.paused:
+            raise RuntimeError("rollouts() during a weight sync: call resume(version) first.")
         if not self.idle():
             raise RuntimeError(f"rollouts() needs an idle backend, but {len(self.meta)} submitted "
                                f"requests are unfinished: step until idle() or abort them first.")
