@@ -1,0 +1,269 @@
+"""The vLLM rollout backend. On a CPU: its bookkeeping (request ids and meta, log-probs out of
+vLLM's outputs, abort, version stamps, requests held during a weight sync, chunks through
+collective_rpc into the worker extension) against a stand-in with `AsyncLLM`'s method names that
+generates with the kit's engine. Where vLLM is installed (and a GPU): log-prob parity with the
+trainer and a weight-sync round trip on an exported toy checkpoint."""
+
+import asyncio
+import copy
+import sys
+import types
+
+import pytest
+import torch
+
+from infer_models import one_thread  # noqa: F401  (autouse fixture)
+from mimo_lite.infer import Engine, SamplingParams
+from mimo_lite.rl.rollout import EngineRollout
+from mimo_lite.rl.vllm_backend import SPECULATIVE_CONFIG, VLLMRollout, WeightLoader
+from mimo_lite.rl.weight_sync import load_named, push_weights
+from test_grpo import FakeTokenizer
+from test_rollout import PROMPTS, small_model
+from test_weight_sync import IDS, trained
+
+EOS = FakeTokenizer.eos_token_id
+
+
+class FakeSamplingParams:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """`vllm.SamplingParams` and `RequestOutputKind` as plain records (vLLM is not installed here)."""
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=FakeSamplingParams))
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", types.SimpleNamespace(
+        RequestOutputKind=types.SimpleNamespace(FINAL_ONLY="final_only")))
+
+
+class FakeWorker(WeightLoader):
+    """A vLLM worker as the extension sees it: `model_runner.get_model().load_weights`."""
+
+    def __init__(self, model):
+        model.load_weights = lambda weights: load_named(model, weights)
+        self.model_runner = types.SimpleNamespace(get_model=lambda: model)
+
+
+class FakeAsyncLLM:
+    """AsyncLLM's calls (generate, abort, pause_generation, resume_generation, collective_rpc,
+    shutdown); each request decodes with the kit's engine on the worker's model, one token per
+    loop turn, stops while paused and ends early when aborted, as vLLM's outputs look."""
+
+    def __init__(self, model):
+        self.worker, self.model = FakeWorker(model), model
+        self.paused, self.aborted, self.started = False, set(), {}
+
+    async def generate(self, prompt, sampling_params, request_id):
+        p = sampling_params
+        assert p.logprobs == 0 and p.output_kind == "final_only" and p.n == 1
+        engine = Engine(self.model, SamplingParams(temperature=p.temperature, top_p=p.top_p,
+                                                   max_new_tokens=p.max_tokens,
+                                                   stop_token_ids=tuple(p.stop_token_ids)))
+        engine.add_request(prompt["prompt_token_ids"], seed=p.seed)
+        c = None
+        while engine.has_unfinished() and request_id not in self.aborted:
+            while self.paused:
+                await asyncio.sleep(0.001)
+            self.started.setdefault(request_id, self.model.lm_head.weight.sum().item())
+            done = engine.step()
+            c = done[0] if done else engine.rows[0].completion
+            await asyncio.sleep(0)
+        reason = "abort" if request_id in self.aborted else c.finish_reason
+        logprobs = [{t: types.SimpleNamespace(logprob=lp), t + 1: types.SimpleNamespace(logprob=0.0)}
+                    for t, lp in zip(c.tokens, c.logprobs)]
+        yield types.SimpleNamespace(finished=True, outputs=[types.SimpleNamespace(
+            token_ids=list(c.tokens), logprobs=logprobs, finish_reason=reason)])
+
+    async def abort(self, request_ids):
+        self.aborted.update(request_ids)
+
+    async def pause_generation(self, mode, clear_cache):
+        assert mode == "keep" and clear_cache
+        self.paused = True
+
+    async def resume_generation(self):
+        self.paused = False
+
+    async def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+        return [getattr(self.worker, method)(*args, **(kwargs or {}))]
+
+    def shutdown(self):
+        pass
+
+
+def drain(backend) -> dict:
+    done = {}
+    while not backend.idle():
+        done.update(backend.step())
+    return done
+
+
+def own_stream(model, prompt, seed, max_new_tokens=6):
+    """The kit's engine on one request with its own seed: what the stand-in computes for it."""
+    backend = EngineRollout(model, FakeTokenizer(), max_new_tokens=max_new_tokens, max_batch_size=1)
+    backend.submit(prompt, meta=0, seed=seed)
+    return drain(backend)[0]
+
+
+def test_completions_carry_meta_tokens_and_logprobs_as_the_kits_engine(fake_vllm):
+    model = small_model()
+    backend = VLLMRollout(lambda: FakeAsyncLLM(copy.deepcopy(model)), EOS, max_new_tokens=6, max_batch_size=4)
+    ids = [backend.submit(p, meta=("problem", i), seed=100 + i) for i, p in enumerate(PROMPTS)]
+    assert len(set(ids)) == len(PROMPTS)
+    done = drain(backend)
+    assert sorted(done) == [("problem", i) for i in range(len(PROMPTS))]
+    for i, p in enumerate(PROMPTS):
+        c, want = done[("problem", i)], own_stream(model, p, 100 + i)
+        assert c.tokens == want.tokens and c.logprobs == want.logprobs      # the sampled token's own
+        assert c.finish_reason == want.finish_reason and c.policy_version == 0
+    assert backend.step() == [] and backend.idle()
+    got = dict(backend.rollouts(PROMPTS[:3], seed=2))
+    assert sorted(got) == [0, 1, 2]
+    backend.close()
+
+
+def test_abort_returns_partial_answers_and_keeps_the_finished_ones(fake_vllm):
+    model = small_model()
+    backend = VLLMRollout(lambda: FakeAsyncLLM(copy.deepcopy(model)), EOS, max_new_tokens=40, max_batch_size=4)
+    first = backend.submit(PROMPTS[2], meta="short", seed=1)
+    rest = [backend.submit(p, meta=i, seed=i) for i, p in enumerate(PROMPTS[:3])]
+    aborted = dict(backend.abort(rest + [999]))
+    assert sorted(aborted) == [0, 1, 2]
+    assert all(c.finish_reason in ("abort", "stop") for c in aborted.values())
+    assert all(len(c.logprobs) == len(c.tokens) for c in aborted.values())
+    assert dict(backend.abort(rest)) == {}                  # already returned: skipped
+    done = drain(backend)
+    assert list(done) == ["short"] and done["short"].request_id == first
+    backend.close()
+
+
+def test_a_weight_sync_holds_new_requests_and_reaches_every_worker(fake_vllm):
+    trainer = small_model()
+    fake = {}
+
+    def build():
+        fake["engine"] = FakeAsyncLLM(copy.deepcopy(trainer))
+        return fake["engine"]
+
+    backend = VLLMRollout(build, EOS, max_new_tokens=6, max_batch_size=4)
+    trained(trainer)
+
+    class Midway:                                           # a request arrives during the sync
+        def pause(self):
+            backend.pause()
+            self.rid = backend.submit(PROMPTS[0], meta="mid-sync", seed=7)
+            assert backend.step() == [] and str(self.rid) not in fake["engine"].started
+
+        def load(self, chunk):
+            backend.load(chunk)
+
+        def resume(self, version):
+            backend.resume(version)
+
+    report = push_weights(trainer, Midway(), version=4, chunk_bytes=4096)
+    assert report.chunks > 1
+    worker_model = fake["engine"].model
+    with torch.no_grad():
+        assert torch.equal(worker_model(IDS).logits, trainer(IDS).logits)
+    c = drain(backend)["mid-sync"]
+    assert c.policy_version == 4
+    assert fake["engine"].started[str(c.request_id)] == trainer.lm_head.weight.sum().item()
+    want = own_stream(trainer, PROMPTS[0], 7)
+    assert c.tokens == want.tokens and c.logprobs == want.logprobs
+
+    backend.submit(PROMPTS[1], seed=3)
+    with pytest.raises(RuntimeError, match="on-policy"):
+        backend.pause()
+    drain(backend)
+    with pytest.raises(RuntimeError, match="pause"):
+        backend.load([])
+    backend.close()
+
+
+def test_serve_names_vllms_engine_settings_without_building_one(monkeypatch, fake_vllm):
+    seen = {}
+
+    class Args:
+        def __init__(self, **fields):
+            seen.update(fields)
+
+    class AsyncLLM:
+        @classmethod
+        def from_engine_args(cls, args):
+            return FakeAsyncLLM(small_model())
+
+    sys.modules["vllm"].AsyncEngineArgs = Args
+    monkeypatch.setitem(sys.modules, "vllm.v1", types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "vllm.v1.engine", types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "vllm.v1.engine.async_llm", types.SimpleNamespace(AsyncLLM=AsyncLLM))
+    backend = VLLMRollout.serve("runs/x/export", EOS, max_batch_size=8, speculative=True,
+                                engine_args=dict(tensor_parallel_size=2))
+    assert seen == dict(model="runs/x/export", dtype="bfloat16", max_num_seqs=8,
+                        logprobs_mode="processed_logprobs", tensor_parallel_size=2,
+                        worker_extension_cls="mimo_lite.rl.vllm_backend.WeightLoader",
+                        speculative_config=SPECULATIVE_CONFIG)
+    backend.close()
+
+
+def test_without_vllm_serve_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ImportError, match="make scaled-env"):
+        VLLMRollout.serve("runs/x/export", EOS)
+
+
+# --- where vLLM is installed (a CUDA GPU): the real engine ------------------------------------------
+def real_vllm():
+    pytest.importorskip("vllm", reason="vLLM is not installed here (make scaled-env; its wheel does not "
+                                       "fit the lent GPU machines): these tests run where it is")
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM's engine needs a GPU")
+
+
+@pytest.fixture
+def exported(tmp_path):
+    """A toy checkpoint in the Hugging Face layout, as `export_hf` writes it (bf16 weights)."""
+    model = small_model()
+    model.config.architectures = ["MiMoForCausalLM"]
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "export")
+    return model.float(), str(tmp_path / "export")
+
+
+def trainer_logprobs(model, completions, dtype=torch.bfloat16):
+    """log softmax(z)[token] of each completion's tokens, recomputed by the trainer's forward."""
+    from mimo_lite.rl.seamless import Sample
+    from mimo_lite.rl.trainer import sequence_logprobs
+
+    samples = [Sample({}, c.prompt, c.tokens, c.logprobs, "") for c in completions]
+    with torch.no_grad():
+        new, old, mask, _ = sequence_logprobs(model.to(dtype).cuda(), samples, temperature=1.0)
+    return ((new - old).abs() * mask).sum().item() / mask.sum().item()
+
+
+def test_vllm_logprobs_match_the_trainers(exported):
+    real_vllm()
+    model, path = exported
+    backend = VLLMRollout.serve(path, EOS, max_new_tokens=16, max_batch_size=8,
+                                engine_args=dict(gpu_memory_utilization=0.3, enforce_eager=True,
+                                                 skip_tokenizer_init=True))
+    try:
+        completions = [c for _, c in backend.rollouts(PROMPTS, seed=0)]
+    finally:
+        backend.close()
+    assert trainer_logprobs(model, completions) <= 1e-2          # mean |Δ log p| in bf16
+
+
+def test_vllm_weight_sync_round_trip(exported):
+    real_vllm()
+    model, path = exported
+    backend = VLLMRollout.serve(path, EOS, max_new_tokens=16, max_batch_size=8,
+                                engine_args=dict(gpu_memory_utilization=0.3, enforce_eager=True,
+                                                 skip_tokenizer_init=True))
+    try:
+        trained(model)
+        push_weights(model, backend, version=1, dtype=torch.bfloat16)
+        completions = [c for _, c in backend.rollouts(PROMPTS, seed=1)]
+    finally:
+        backend.close()
+    assert {c.policy_version for c in completions} == {1}
+    assert trainer_logprobs(model, completions) <= 1e-2          # the new weights, not the exported ones
