@@ -154,3 +154,33 @@ else:
 
 def test_under_fsdp2_the_whole_tensors_come_out_on_rank_0(tmp_path):
     pretrain_helpers.torchrun_two(tmp_path / "sync.py", SCRIPT.format(here=str(Path(__file__).parent)))
+
+
+def test_grpo_sends_each_steps_weights_to_a_backend_with_its_own_copy(tmp_path):
+    from mimo_lite.profile import RLSection
+    from mimo_lite.rl.trainer import train_grpo
+    from test_grpo import InlineExecutor, small_token_reward
+
+    problems = [{"id": f"p{i}", "prompt": str(i)} for i in range(8)]
+    cfg = RLSection(batch_prompts=2, group_size=4, lr=3e-3, max_new_tokens=3, max_rounds=2,
+                    updates_per_step=1, checkpoint_every=50)
+    model = small_model()
+    backend = EngineRollout(copy.deepcopy(model), FakeTokenizer(), max_new_tokens=3)
+    syncs = Recorder(backend)
+    train_grpo(model, FakeTokenizer(), problems, cfg, tmp_path / "run", steps=2,
+               executor=InlineExecutor(small_token_reward), backend=Streaming(backend, syncs), progress=False)
+    assert [c for c in syncs.calls if c != "load"] == ["pause", ("resume", 1), "pause", ("resume", 2)]
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(backend.model(IDS).logits, model(IDS).logits)
+
+
+class Streaming:
+    """The backend's own calls, with the weight-sync calls going through a Recorder."""
+
+    def __init__(self, backend, recorder):
+        self.backend, self.recorder = backend, recorder
+        self.pause, self.load, self.resume = recorder.pause, recorder.load, recorder.resume
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)

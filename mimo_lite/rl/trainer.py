@@ -9,14 +9,17 @@ One step (report §3.3, facts file §4.3–4.6):
      against the rollout policy's log-probabilities. The MTP layers stay frozen: MiMo trains
      them in pre-training and SFT, not in RL (README §II, issue #14; facts file §1.3).
      Then `backend.set_policy(step)`: every rollout of the step has finished, so the next step's
-     rollouts come from the new weights only (on-policy), each stamped with that version.
+     rollouts come from the new weights only (on-policy), each stamped with that version. A
+     backend that holds its own copy of the weights (vLLM at scale) receives them instead, through
+     the weight-sync protocol (`weight_sync.push_weights`, ending with `resume(step)`).
 Every step appends a line to metrics.jsonl; checkpoints are atomic (`train/checkpoint.py`) and a
 killed run resumes from the newest good one.
 
 Under torchrun (FSDP2) rank 0 alone draws prompts, generates and scores, with a whole copy of the
 policy refreshed from the shards after every step; the step's groups go to every rank, and each
-rank computes the loss of its share of every mini-batch (the rollout engine of one process still:
-the scaled rollout path is vLLM's, not built yet).
+rank computes the loss of its share of every mini-batch. With a vLLM backend (`vllm_backend.py`)
+every rank takes part in each sync (each parameter is gathered whole, one at a time) and rank 0
+sends the weights to vLLM's GPUs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .grpo import LossStats, grpo_loss
 from .logprobs import token_logprobs
 from .rollout import EngineRollout, RolloutBackend
 from .seamless import Sample, collect
+from .weight_sync import push_weights
 
 
 def collect_groups(backend: RolloutBackend, executor: RewardExecutor, sampler: ProblemSampler,
@@ -261,6 +265,9 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
         backend = backend or EngineRollout(policy, tokenizer, cfg.temperature, cfg.top_p,
                                            cfg.max_new_tokens, cfg.rollout_batch)
         backend.set_policy(state.step)              # the policy version: steps taken so far
+    # a backend with weights of its own (not the policy object itself) is sent them after each step
+    sync = parallel.broadcast(bool(run.main and hasattr(backend, "load")
+                                   and getattr(backend, "model", None) is not policy))
     own_executor = executor is None and run.main
     executor = executor or (RewardExecutor(cfg.reward_workers, cfg.code_scheme) if run.main else None)
     generator = torch.Generator().manual_seed(seed)
@@ -286,7 +293,9 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
             state.step += 1
             if world > 1:
                 parallel.whole_model(run.model, into=policy)    # rank 0's copy: the new weights
-            if run.main:
+            if sync:                                # every rank gathers, rank 0 sends
+                push_weights(run.model, backend if run.main else None, state.step)
+            elif run.main:
                 backend.set_policy(state.step)      # every rollout has finished: on-policy
             state.rollouts += info["rollouts"]
             seconds = time.perf_counter() - t0
