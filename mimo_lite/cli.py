@@ -90,12 +90,21 @@ def run_eval(args) -> list[dict]:
     from .eval.stage import eval_dir
 
     problems = load_suite(args.suite, args.profile, args.runs, args.format)[:args.limit]
-    model, tokenizer = load_checkpoint(args.model, args.profile, args.runs)
+    if args.backend == "vllm":                  # vLLM reads the checkpoint folder itself
+        from transformers import AutoTokenizer
+
+        from .eval.stage import checkpoint_dir
+        model = checkpoint_dir(args.model, args.profile, args.runs)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    else:
+        model, tokenizer = load_checkpoint(args.model, args.profile, args.runs)
     out = Path(args.out) if args.out else eval_dir(args.profile, args.model, args.suite, args.runs)
     print(f"[mimo-lite] {len(problems)} problems of {args.suite}, {args.model} -> {out}", flush=True)
     table = evaluate(model, problems, out, k=tuple(args.k), samples=args.samples, tokenizer=tokenizer,
                      temperature=args.temperature, top_p=args.top_p,
-                     max_new_tokens=args.max_new_tokens, seed=args.seed)
+                     max_new_tokens=args.max_new_tokens, seed=args.seed, backend=args.backend,
+                     speculative=args.speculative,
+                     engine_args=dict(tensor_parallel_size=args.tensor_parallel_size))
     summary = summarise(table)
     for row in summary:
         group = ", ".join(f"{k}={v}" for k, v in row["group"].items()) or "all"
@@ -149,6 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--limit", type=int, default=None, help="the first N problems only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=("engine", "vllm"), default="engine",
+                   help="who generates: the kit's engine, or vLLM serving the checkpoint (scaled env)")
+    p.add_argument("--speculative", action="store_true",
+                   help="vLLM only: MiMo's MTP layer drafts one token a step (speculative decoding)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM only: GPUs per copy")
     p.add_argument("--profile", default="toy", help="where run names and 'heldout' are looked up")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--out", default=None, help="default: runs/<profile>/eval/<model>-<suite>/")

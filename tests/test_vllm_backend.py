@@ -267,3 +267,16 @@ def test_vllm_weight_sync_round_trip(exported):
         backend.close()
     assert {c.policy_version for c in completions} == {1}
     assert trainer_logprobs(model, completions) <= 1e-2          # the new weights, not the exported ones
+
+
+def test_evaluation_replies_through_vllm_match_the_engines_seed_for_seed(fake_vllm):
+    from mimo_lite.eval.stage import generate_replies, vllm_replies
+
+    model = small_model()
+    problems = [{"id": f"p{i}", "prompt": str(i)} for i in range(3)]
+    backend = VLLMRollout(lambda: FakeAsyncLLM(copy.deepcopy(model)), EOS, temperature=0.6, top_p=0.95,
+                          max_new_tokens=5, max_batch_size=4)
+    got = vllm_replies(backend, FakeTokenizer(), problems, samples=2, seed=3)
+    backend.close()
+    want = generate_replies(model, FakeTokenizer(), problems, 2, 0.6, 0.95, 5, seed=3, batch_size=4)
+    assert got == want

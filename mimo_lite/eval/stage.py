@@ -4,7 +4,7 @@ MiMo reports pass@1 averaged over several samples (AIME over 32, LiveCodeBench o
 §6) and pass@k curves. Here, for a checkpoint and a suite:
 
   1. every problem is rendered as one user turn with the checkpoint's chat template;
-  2. the kit's engine samples `samples` replies per problem (temperature 0.6, top-p 0.95 as in
+  2. the kit's engine (or, at 7B, vLLM: `backend="vllm"`, `rl/vllm_backend.py`) samples `samples` replies per problem (temperature 0.6, top-p 0.95 as in
      the paper, unless told otherwise). Each reply has its own seed, derived from the run's seed,
      the problem's id and the sample's index, so a reply does not depend on what it was batched
      with: that is what makes a killed evaluation resumable to the same table;
@@ -48,15 +48,7 @@ def load_checkpoint(model: str | Path, profile: str = "toy", runs_root: str | Pa
     from ..config import MiMoConfig
     from ..model import MiMoForCausalLM
 
-    path = Path(model)
-    if not path.is_dir() and (runs_dir(profile, runs_root) / str(model)).is_dir():
-        path = runs_dir(profile, runs_root) / str(model)
-    if not path.is_dir():
-        raise ValueError(f"No checkpoint at {str(model)!r}: give a Hugging Face model directory or "
-                         f"a run name of {runs_dir(profile, runs_root)} (base, sft, rl, rl_zero).")
-    if not (path / "config.json").is_file():
-        raise ValueError(f"{path / 'config.json'} is missing: {path} is not a Hugging Face "
-                         f"checkpoint (save one with model.save_pretrained).")
+    path = checkpoint_dir(model, profile, runs_root)
     kind = AutoConfig.from_pretrained(path).model_type
     if kind not in ("mimo", "qwen2"):
         raise ValueError(f"{path / 'config.json'} has model_type {kind!r}: the kit's engine runs "
@@ -79,6 +71,34 @@ def load_checkpoint(model: str | Path, profile: str = "toy", runs_root: str | Pa
         logging.set_verbosity(quiet)
     model.lm_head.weight.data.copy_(model.model.embed_tokens.weight.data)
     return model, tokenizer
+
+
+def checkpoint_dir(model: str | Path, profile: str = "toy", runs_root: str | Path | None = None) -> Path:
+    """The Hugging Face checkpoint folder that `model` names (a folder, or a run name of `profile`)."""
+    path = Path(model)
+    if not path.is_dir() and (runs_dir(profile, runs_root) / str(model)).is_dir():
+        path = runs_dir(profile, runs_root) / str(model)
+    if not path.is_dir():
+        raise ValueError(f"No checkpoint at {str(model)!r}: give a Hugging Face model directory or "
+                         f"a run name of {runs_dir(profile, runs_root)} (base, sft, rl, rl_zero).")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path / 'config.json'} is missing: {path} is not a Hugging Face "
+                         f"checkpoint (save one with model.save_pretrained).")
+    return path
+
+
+def vllm_replies(rollout, tokenizer, problems: list[dict], samples: int, seed: int) -> list[list[dict]]:
+    """`generate_replies` through a `VLLMRollout`: the same per-reply seeds (vLLM's per-request seed)."""
+    for i, problem in enumerate(problems):
+        prompt = prompt_ids(tokenizer, problem["prompt"])
+        for s in range(samples):
+            rollout.submit(prompt, meta=(i, s), seed=reply_seed(seed, problem["id"], s))
+    done = {}
+    while not rollout.idle():
+        done.update(rollout.step())
+    return [[dict(reply=tokenizer.decode(done[i, s].tokens, skip_special_tokens=True),
+                  tokens=len(done[i, s].tokens), finish_reason=done[i, s].finish_reason)
+             for s in range(samples)] for i in range(len(problems))]
 
 
 def reply_seed(seed: int, problem_id: str, sample: int) -> int:
@@ -132,39 +152,62 @@ def score_replies(problems: list[dict], replies: list[list[dict]]) -> list[list[
 def evaluate(model, problems: list[dict], out_dir: str | Path, k: tuple[int, ...] = (1,),
              samples: int | None = None, tokenizer=None, temperature: float = 0.6,
              top_p: float = 0.95, max_new_tokens: int = 512, seed: int = 0, chunk: int = 16,
-             batch_size: int = 32) -> list[dict]:
+             batch_size: int = 32, backend: str = "engine", speculative: bool = False,
+             engine_args: dict | None = None) -> list[dict]:
     """Evaluate `model` (a checkpoint path or run name, or a loaded model with its `tokenizer`)
     on `problems`; returns the table, one row per problem, and writes it to `out_dir`.
 
     `samples` replies per problem (default: the largest k; 1 when temperature is 0, i.e. greedy).
     A row: id, domain, tier, level, source, n, correct, avg@n and pass@k for each k ≤ n.
     Resumes from the chunks already in `out_dir` when the settings match.
+
+    `backend`: "engine" (the kit's) or "vllm" (`model` is then a checkpoint folder, served by
+    vLLM with `engine_args`; `speculative` adds MiMo's MTP draft, which changes speed, not replies).
     """
+    if backend not in ("engine", "vllm"):
+        raise ValueError(f'backend must be "engine" or "vllm", got {backend!r}.')
+    if speculative and backend != "vllm":
+        raise ValueError("speculative=True is vLLM's MTP speculative decoding: use it with backend=\"vllm\".")
     if not problems:
         raise ValueError("evaluate needs at least one problem: check the suite.")
     samples = 1 if temperature == 0 else (samples or max(k))
     if max(k) > samples:
         raise ValueError(f"pass@{max(k)} needs at least {max(k)} samples per problem, got "
                          f"samples={samples}: raise samples or lower k.")
-    if tokenizer is None:
+    rollout = None
+    if backend == "vllm":
+        from transformers import AutoTokenizer
+
+        from ..rl.vllm_backend import VLLMRollout
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        rollout = VLLMRollout.serve(str(model), tokenizer.eos_token_id, temperature, top_p, max_new_tokens,
+                                    batch_size, speculative, engine_args)
+    elif tokenizer is None:
         model, tokenizer = load_checkpoint(model)
     out = Path(out_dir)
     settings = dict(model=str(getattr(model, "name_or_path", "")), samples=samples, k=list(k),
                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                     chunk=chunk, problems=hashlib.sha1(json.dumps(
                         [[p["id"], p["prompt"]] for p in problems]).encode()).hexdigest()[:12])
+    if backend == "vllm":                # other random streams: never resumed from the engine's replies
+        settings.update(model=str(model), backend=backend)
     _start_or_resume(out, settings)
     for first in range(0, len(problems), chunk):
         path = out / "chunks" / f"{first // chunk:05d}.jsonl"
         if path.exists():
             continue
         part = problems[first:first + chunk]
-        replies = generate_replies(model, tokenizer, part, samples, temperature, top_p,
-                                   max_new_tokens, seed, batch_size)
+        if rollout is not None:
+            replies = vllm_replies(rollout, tokenizer, part, samples, seed)
+        else:
+            replies = generate_replies(model, tokenizer, part, samples, temperature, top_p,
+                                       max_new_tokens, seed, batch_size)
         verdicts = score_replies(part, replies)
         write_jsonl(path, [dict(id=p["id"], sample=s, correct=v, **r)
                            for p, rs, vs in zip(part, replies, verdicts)
                            for s, (r, v) in enumerate(zip(rs, vs))])
+    if rollout is not None:
+        rollout.close()
     return _write_table(out, problems, k)
 
 
