@@ -149,6 +149,8 @@ if parallel.rank() == 0:
     assert len(chunks) > 1
 else:
     assert chunks == []
+parallel.barrier()
+torch.distributed.destroy_process_group()
 """
 
 
