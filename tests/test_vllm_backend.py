@@ -15,7 +15,7 @@ import torch
 from infer_models import one_thread  # noqa: F401  (autouse fixture)
 from mimo_lite.infer import Engine, SamplingParams
 from mimo_lite.rl.rollout import EngineRollout
-from mimo_lite.rl.vllm_backend import SPECULATIVE_CONFIG, VLLMRollout, WeightLoader
+from mimo_lite.infer.vllm_backend import SPECULATIVE_CONFIG, VLLMRollout, WeightLoader
 from mimo_lite.rl.weight_sync import load_named, push_weights
 from test_grpo import FakeTokenizer
 from test_rollout import PROMPTS, small_model
@@ -201,7 +201,7 @@ def test_serve_names_vllms_engine_settings_without_building_one(monkeypatch, fak
                                 engine_args=dict(tensor_parallel_size=2))
     assert seen == dict(model="runs/x/export", dtype="bfloat16", max_num_seqs=8,
                         logprobs_mode="processed_logprobs", tensor_parallel_size=2,
-                        worker_extension_cls="mimo_lite.rl.vllm_backend.WeightLoader",
+                        worker_extension_cls="mimo_lite.infer.vllm_backend.WeightLoader",
                         speculative_config=SPECULATIVE_CONFIG)
     backend.close()
 
@@ -214,8 +214,8 @@ def test_without_vllm_serve_says_what_to_install(monkeypatch):
 
 # --- where vLLM is installed (a CUDA GPU): the real engine ------------------------------------------
 def real_vllm():
-    pytest.importorskip("vllm", reason="vLLM is not installed here (make scaled-env; its wheel does not "
-                                       "fit the lent GPU machines): these tests run where it is")
+    pytest.importorskip("vllm", reason="vLLM is not installed (make scaled-env builds the environment "
+                                       "that has it): these tests run where it is")
     if not torch.cuda.is_available():
         pytest.skip("vLLM's engine needs a GPU")
 

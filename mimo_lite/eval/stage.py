@@ -4,7 +4,7 @@ MiMo reports pass@1 averaged over several samples (AIME over 32, LiveCodeBench o
 §6) and pass@k curves. Here, for a checkpoint and a suite:
 
   1. every problem is rendered as one user turn with the checkpoint's chat template;
-  2. the kit's engine (or, at 7B, vLLM: `backend="vllm"`, `rl/vllm_backend.py`) samples `samples` replies per problem (temperature 0.6, top-p 0.95 as in
+  2. the kit's engine (or, at 7B, vLLM: `backend="vllm"`, `infer/vllm_backend.py`) samples `samples` replies per problem (temperature 0.6, top-p 0.95 as in
      the paper, unless told otherwise). Each reply has its own seed, derived from the run's seed,
      the problem's id and the sample's index, so a reply does not depend on what it was batched
      with: that is what makes a killed evaluation resumable to the same table;
@@ -178,7 +178,7 @@ def evaluate(model, problems: list[dict], out_dir: str | Path, k: tuple[int, ...
     if backend == "vllm":
         from transformers import AutoTokenizer
 
-        from ..rl.vllm_backend import VLLMRollout
+        from ..infer.vllm_backend import VLLMRollout
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
         rollout = VLLMRollout.serve(str(model), tokenizer.eos_token_id, temperature, top_p, max_new_tokens,
                                     batch_size, speculative, engine_args)

@@ -17,7 +17,7 @@ killed run resumes from the newest good one.
 
 Under torchrun (FSDP2) rank 0 alone draws prompts, generates and scores, with a whole copy of the
 policy refreshed from the shards after every step; the step's groups go to every rank, and each
-rank computes the loss of its share of every mini-batch. With a vLLM backend (`vllm_backend.py`)
+rank computes the loss of its share of every mini-batch. With a vLLM backend (`infer/vllm_backend.py`)
 every rank takes part in each sync (each parameter is gathered whole, one at a time) and rank 0
 sends the weights to vLLM's GPUs.
 """

@@ -1,6 +1,6 @@
 """vLLM as the rollout backend at 7B: the `EngineRollout` interface on vLLM's async engine.
 
-The trainer and the Seamless scheduler (`seamless.py`) talk to a backend through
+The trainer and the Seamless scheduler (`rl/seamless.py`) talk to a backend through
 `rollouts(prompts, seed)` or `submit` / `step` / `abort` / `idle`, and `set_policy(version)`;
 `VLLMRollout` offers the same calls on vLLM's `AsyncLLM` (vLLM 0.33.0, scaled/constraints.txt)
 serving the exported checkpoint on GPUs of its own ("server mode"):
@@ -14,7 +14,7 @@ serving the exported checkpoint on GPUs of its own ("server mode"):
     built with `logprobs_mode="processed_logprobs"`, i.e. log softmax(z / τ) — the kit's value
     (`infer/sampling.py`) whenever top-k and top-p keep every token, as MiMo's RL rollouts do
     (τ = 1.0, top-p 1.0). With top-p < 1 vLLM renormalises over the kept tokens, the kit does not;
-  - weights: it is a weight-sync receiver (`weight_sync.py`). `pause()` holds new requests here
+  - weights: it is a weight-sync receiver (`rl/weight_sync.py`). `pause()` holds new requests here
     (none may be running: on-policy) and pauses vLLM's scheduler (`pause_generation(mode="keep")`,
     caches cleared: no prefix computed with the old weights is reused); `load(chunk)` runs
     `load_weights(chunk)` on the model in every vLLM worker through `collective_rpc` and the worker
@@ -36,7 +36,8 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..infer import Completion, SamplingParams
+from .engine import Completion
+from .sampling import SamplingParams
 
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}    # MiMoMTP predicts one token
 
