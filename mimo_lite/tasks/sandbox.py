@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,8 +95,17 @@ class Check:
     names: tuple = ()            # what the test program takes from the solution's namespace
 
 
+AST_LOCK = threading.Lock()     # CPython 3.11's AST constructor keeps one recursion counter per
+                                # interpreter: parsing from two threads at once can raise SystemError
+
+
 def parse_test(test: dict) -> Check:
     """A test of the problems contract as a Check; ValueError says what is wrong with it."""
+    with AST_LOCK:
+        return _parse_test(test)
+
+
+def _parse_test(test: dict) -> Check:
     if not isinstance(test, dict):
         raise ValueError(f"a test must be a dict, got {type(test).__name__}")
     if set(test) - {"level"} == {"input", "output"}:
@@ -291,7 +301,8 @@ def _verdict(check, limits, returncode, timed_out, cpu_s, outcome, out, err) -> 
     if not outcome.startswith("value "):
         return "runtime_error", "the program ended before the test ran"
     try:
-        value = ast.literal_eval(outcome.removeprefix("value "))
+        with AST_LOCK:
+            value = ast.literal_eval(outcome.removeprefix("value "))
         ok = bool(check.compare(value, check.expected))
     except Exception:                       # unreadable or incomparable: not the expected value
         return "wrong_answer", f"returned {outcome[6:106]!r}"
