@@ -5,6 +5,7 @@ generates with the kit's engine. Where vLLM is installed (and a GPU): log-prob p
 trainer and a weight-sync round trip on an exported toy checkpoint."""
 
 import asyncio
+import contextlib
 import copy
 import sys
 import types
@@ -30,20 +31,34 @@ class FakeSamplingParams:
         self.__dict__.update(fields)
 
 
+SYNC_CALLS = []     # what the workers' models went through: "begin", "load", "finish"
+
+
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """`vllm.SamplingParams` and `RequestOutputKind` as plain records (vLLM is not installed here)."""
+    """`vllm.SamplingParams` and `RequestOutputKind` as plain records, and vLLM's in-place reload
+    (begin, finish) recorded in SYNC_CALLS (vLLM is not installed here)."""
+    SYNC_CALLS.clear()
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=FakeSamplingParams))
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", types.SimpleNamespace(
         RequestOutputKind=types.SimpleNamespace(FINAL_ONLY="final_only")))
+    monkeypatch.setitem(sys.modules, "vllm.config", types.SimpleNamespace(
+        set_current_vllm_config=lambda config: contextlib.nullcontext()))
+    monkeypatch.setitem(sys.modules, "vllm.model_executor.model_loader.reload", types.SimpleNamespace(
+        initialize_layerwise_reload=lambda model: SYNC_CALLS.append("begin"),
+        finalize_layerwise_reload=lambda model, model_config: SYNC_CALLS.append("finish")))
 
 
 class FakeWorker(WeightLoader):
     """A vLLM worker as the extension sees it: `model_runner.get_model().load_weights`."""
 
     def __init__(self, model):
-        model.load_weights = lambda weights: load_named(model, weights)
+        def load_weights(weights):
+            SYNC_CALLS.append("load")
+            return load_named(model, weights)
+        model.load_weights = load_weights
         self.model_runner = types.SimpleNamespace(get_model=lambda: model)
+        self.vllm_config = types.SimpleNamespace(model_config=None)
 
 
 class FakeAsyncLLM:
@@ -164,6 +179,7 @@ def test_a_weight_sync_holds_new_requests_and_reaches_every_worker(fake_vllm):
 
     report = push_weights(trainer, Midway(), version=4, chunk_bytes=4096)
     assert report.chunks > 1
+    assert SYNC_CALLS == ["begin"] + ["load"] * report.chunks + ["finish"]
     worker_model = fake["engine"].model
     with torch.no_grad():
         assert torch.equal(worker_model(IDS).logits, trainer(IDS).logits)
@@ -275,14 +291,17 @@ def test_vllm_weight_sync_round_trip(exported):
     model, path = exported
     backend = VLLMRollout.serve(path, EOS, max_new_tokens=16, max_batch_size=8,
                                 engine_args=engine_args(device))
+    before = copy.deepcopy(model)
     try:
         trained(model)
-        push_weights(model, backend, version=1, dtype=torch.bfloat16)
+        report = push_weights(model, backend, version=1, dtype=torch.bfloat16, chunk_bytes=64 * 1024)
         completions = [c for _, c in backend.rollouts(PROMPTS, seed=1)]
     finally:
         backend.close()
+    assert report.chunks > 1                                             # layers arrive over several calls
     assert {c.policy_version for c in completions} == {1}
-    assert trainer_logprobs(model, completions, device) <= 1e-2          # the new weights, not the exported ones
+    assert trainer_logprobs(model, completions, device) <= 1e-2          # the new weights ...
+    assert trainer_logprobs(before, completions, device) > 0.1           # ... not the exported ones
 
 
 def test_evaluation_replies_through_vllm_match_the_engines_seed_for_seed(fake_vllm):

@@ -96,12 +96,15 @@ class SpeculativeGraphs:
         logits = decoder.logits(h)
         target = logits.argmax(-1)                                     # the main model's choices
         accepted = (verify[1:] == target[:K]).long().cumprod(0).sum()
-        emitted = torch.where(self.offsets < accepted, torch.cat([verify[1:], target[-1:]]), target[accepted])
+        # index_select, not target[accepted]: a tensor index of no dimensions reads it on the host,
+        # which a CUDA graph cannot record
+        emitted = torch.where(self.offsets < accepted, torch.cat([verify[1:], target[-1:]]),
+                              target.index_select(0, accepted[None]))
         logprobs = logits.float().log_softmax(-1).gather(-1, emitted[:, None])[:, 0]
         # move on by 1 + a: the last K+1 known tokens and states end a+1 places further
         keep = accepted + 1 + self.offsets
-        self.tokens.copy_(torch.cat([known, emitted])[keep])
-        self.hidden.copy_(torch.cat([self.hidden, h])[keep])
+        self.tokens.copy_(torch.cat([known, emitted]).index_select(0, keep))
+        self.hidden.copy_(torch.cat([self.hidden, h]).index_select(0, keep))
         self.n.add_(accepted + 1)
         return accepted, emitted, logprobs
 

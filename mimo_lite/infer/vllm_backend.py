@@ -17,8 +17,8 @@ serving the exported checkpoint on GPUs of its own ("server mode"):
   - weights: it is a weight-sync receiver (`rl/weight_sync.py`). `pause()` holds new requests here
     (none may be running: on-policy) and pauses vLLM's scheduler (`pause_generation(mode="keep")`,
     caches cleared: no prefix computed with the old weights is reused); `load(chunk)` runs
-    `load_weights(chunk)` on the model in every vLLM worker through `collective_rpc` and the worker
-    extension `WeightLoader`; `resume(version)` resumes vLLM and sends the held requests, stamped
+    `load_weights(chunk)` on the model in every vLLM worker through `collective_rpc` (the chunk
+    as safetensors bytes) and the worker extension `WeightLoader`; `resume(version)` resumes vLLM and sends the held requests, stamped
     `version`;
   - evaluation may switch on MTP speculative decoding (`speculative=True`): vLLM's MiMo MTP draft
     (`speculative_config={"method": "mtp", "num_speculative_tokens": 1}`; "mimo_mtp" is an older
@@ -36,6 +36,8 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import safetensors.torch
+
 from .engine import Completion
 from .sampling import SamplingParams
 
@@ -43,13 +45,44 @@ SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}    # MiMoMTP
 
 
 class WeightLoader:
-    """vLLM worker extension (`worker_extension_cls`): what `collective_rpc` calls in each worker."""
+    """vLLM worker extension (`worker_extension_cls`): what `collective_rpc` calls in each worker.
 
-    def load_mimo_weights(self, chunk: list) -> int:
-        """Load (checkpoint name, tensor) pairs into this worker's model; vLLM's MiMo model maps the
-        names onto its fused layers (q/k/v → qkv_proj, gate/up → gate_up_proj) and its TP shards."""
-        self.model_runner.get_model().load_weights(weights=chunk)
+    A sync is vLLM's own in-place reload, spread over the calls of the weight-sync protocol:
+    `begin_mimo_sync` puts every layer in reload mode (its loaders buffer what arrives), each
+    `load_mimo_weights` feeds a chunk through vLLM's MiMo `load_weights` (names mapped onto the fused
+    layers, q/k/v → qkv_proj and gate/up → gate_up_proj, and each worker's TP shard), a layer is
+    processed into its kernel format once all of its weights are in, and `finish_mimo_sync`
+    processes the rest. A plain `load_weights` after start-up fails wherever vLLM already repacked
+    a layer for its kernels (every linear layer on the CPU build), and a layer whose tensors fall in
+    two chunks must wait for both.
+    """
+
+    def begin_mimo_sync(self) -> None:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+        with set_current_vllm_config(self.vllm_config):
+            initialize_layerwise_reload(self.model_runner.get_model())
+
+    def load_mimo_weights(self, packed: bytes) -> int:
+        """Load a chunk (`pack_chunk`'s bytes) into this worker's model."""
+        from vllm.config import set_current_vllm_config
+        chunk = list(safetensors.torch.load(packed).items())
+        with set_current_vllm_config(self.vllm_config):
+            self.model_runner.get_model().load_weights(weights=chunk)
         return len(chunk)
+
+    def finish_mimo_sync(self) -> None:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+        with set_current_vllm_config(self.vllm_config):
+            finalize_layerwise_reload(self.model_runner.get_model(), self.vllm_config.model_config)
+
+
+def pack_chunk(chunk: list[tuple[str, Any]]) -> bytes:
+    """A chunk of (checkpoint name, tensor) as safetensors bytes: what crosses vLLM's RPC. Tensors
+    themselves do not: the engine core decodes them onto buffers its shared-memory broadcast to
+    the workers cannot pickle (vLLM 0.32 CPU: "cannot pickle memoryview objects")."""
+    return safetensors.torch.save({name: tensor.detach().to("cpu").contiguous() for name, tensor in chunk})
 
 
 def _vllm():
@@ -245,16 +278,18 @@ class VLLMRollout:
                                f"running: MiMo's rollouts are on-policy, so finish or abort them first.")
         self.paused = True
         self._call(self.engine.pause_generation(mode="keep", clear_cache=True))
+        self._call(self.engine.collective_rpc("begin_mimo_sync"))
 
     def load(self, chunk: list[tuple[str, Any]]) -> None:
         """Copy a chunk of (checkpoint name, tensor) into the model of every vLLM worker."""
         if not self.paused:
             raise RuntimeError("load() outside a weight sync: call pause() first, so that nothing "
                                "generates on half-loaded weights.")
-        self._call(self.engine.collective_rpc("load_mimo_weights", args=(chunk,)))
+        self._call(self.engine.collective_rpc("load_mimo_weights", args=(pack_chunk(chunk),)))
 
     def resume(self, version: int) -> None:
         """The sync is done: vLLM's weights are `version`; the held requests start under it."""
+        self._call(self.engine.collective_rpc("finish_mimo_sync"))
         self._call(self.engine.resume_generation())
         self.paused = False
         self.policy_version = version
