@@ -61,14 +61,14 @@ def main() -> None:
                                  seed=profile.seed, cost=cost) for v in ("barrier", "async")}
     rows = table({m: r for m, (r, _) in measured.items()}, {m: i for m, (_, i) in measured.items()})
 
-    print("\n| method | overall | rollout | norm. idle | idle ratio | sample waste | wall: rollout s/step | "
+    print("\n| method | overall | rollout | norm. idle | idle ratio | sample waste | token waste | wall: rollout s/step | "
           "wall: rollout | wall: idle ratio | paper: overall, rollout, norm. idle, idle ratio, waste |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         p = PAPER_TABLE2[r["mode"]]
         waste = "/" if p["waste"] is None else f"{p['waste']:.1%}"
         print(f"| {r['mode']} | {r['overall_speedup']:.2f}× | {r['rollout_speedup']:.2f}× | {r['norm_idle']:.2f} | "
-              f"{r['idle_ratio']:.1%} | {r['sample_waste']:.1%} | {r['wall_rollout_s']:.2f} | "
+              f"{r['idle_ratio']:.1%} | {r['sample_waste']:.1%} | {r['token_waste']:.1%} | {r['wall_rollout_s']:.2f} | "
               f"{r['wall_rollout_speedup']:.2f}× | {r['wall_idle_ratio']:.1%} | "
               f"{p['overall']:.2f}×, {p['rollout']:.2f}×, {p['norm_idle']:.2f}, {p['idle_ratio']:.1%}, {waste} |")
 

@@ -1,4 +1,5 @@
-"""The rollout-scheduler simulator: bookkeeping, FIFO selection's length neutrality, the order of Table 2."""
+"""The rollout-scheduler simulator: bookkeeping, FIFO selection's length neutrality, the order of Table 2,
+the decode-step fit."""
 
 import math
 from dataclasses import replace
@@ -6,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mimo_lite.rl.seamless_sim import MODES, SimConfig, SimResult, StepRecord, row, simulate, sweep, table, validation
+from mimo_lite.rl.seamless_sim import (KIT_H200_DECODE, KIT_H200_DECODE_7B, MODES, SimConfig, SimResult, StepRecord,
+                                       fit_decode_step, row, simulate, sweep, table, validation)
 
 SLOW_CODE = SimConfig.small(code_reward_s=2.0, reward_workers=4)   # one reward server per generator
 
@@ -97,3 +99,23 @@ def test_a_step_that_selects_nothing_reads_as_nan_not_an_error():
     out = row(r, r)
     assert out["sample_waste"] == 1.0 and out["overall_speedup"] == 1.0
     assert all(math.isnan(out[k]) for k in ("mean_selected_length", "p90_selected_length", "truncated_share"))
+
+
+def test_decode_step_fit_recovers_a_line_and_reads_the_kit_h200_rows():
+    rows = np.array([1, 8, 32, 64])
+    noise = np.array([1e-5, -1e-5, 1e-5, -1e-5])
+    a, c = fit_decode_step(zip(rows, 0.002 + 5e-5 * rows + noise))
+    assert a == pytest.approx(0.002, abs=2e-5) and c == pytest.approx(5e-5, rel=0.02)
+    # RESULTS.md, Generation, one H200, `gpu` size, kit with CUDA graphs: 1,253 tok/s at 1 row, 61,819 at 64
+    assert KIT_H200_DECODE == ((1, 1 / 1253), (64, 64 / 61819))
+    a, c = fit_decode_step()
+    assert a + c * 1 == pytest.approx(1 / 1253) and a + c * 64 == pytest.approx(64 / 61819)
+    assert 0.7e-3 < a < 0.9e-3 and 0 < c < 1e-5          # ≈ 0.79 ms a step, + 3.8 µs a busy row
+    # RESULTS.md, the full 7.8B model decoding with CUDA graphs: 173 tok/s at 1 row, 8,633 at 64
+    assert KIT_H200_DECODE_7B == ((1, 1 / 173), (64, 64 / 8633))
+    a7, c7 = fit_decode_step(KIT_H200_DECODE_7B)
+    assert a7 > 5 * a and c7 > 5 * c                      # the 7.8B model decodes several times slower
+    # the simulator's defaults are a guess for a 7B model on an H20, not this fit
+    assert (SimConfig().step_s, SimConfig().step_s_per_slot) == (0.012, 0.0003)
+    with pytest.raises(ValueError, match="two or more different batch sizes"):
+        fit_decode_step(((8, 0.001), (8, 0.0011)))

@@ -56,6 +56,14 @@ PAPER_TABLE3 = {
 }
 PAPER_PASS_RATE = 0.41                   # "the average sample pass rate in the trace was 41%"
 
+# The kit's own engine decoding (benchmarks/RESULTS.md, "Generation", "One H200, `gpu` size,
+# untrained weights (95.6M parameters), bf16", column "kit, CUDA graphs"): 1,253 tok/s at batch 1
+# and 61,819 tok/s at batch 64. A decode step gives every row one token, so it lasts rows / (tok/s).
+KIT_H200_DECODE = ((1, 1 / 1253), (64, 64 / 61819))     # (rows, seconds per decode step)
+# The same engine decoding the full 7.8B model (RESULTS.md, "MiMo-7B on one H200", "The full 7.8B
+# model decoding", CUDA graphs): 173 tok/s at batch 1 and 8,633 tok/s at batch 64.
+KIT_H200_DECODE_7B = ((1, 1 / 173), (64, 64 / 8633))
+
 #                    how tasks start   when answers are scored  when the batch is taken
 MODES = {
     "no_dynamic_sampling": dict(launch="rounds", reward="barrier", stop="all", filter=False),
@@ -72,18 +80,23 @@ TABLE2_MODES = ("no_dynamic_sampling", "naive", "continuous", "async_reward", "e
 @dataclass(frozen=True)
 class SimConfig:
     """One cluster and one workload. The defaults are the paper's settings where it states them
-    (256 GPUs, mean pass rate 0.41, 32,768-token cap, batch 512) and stated guesses elsewhere."""
+    (256 GPUs, mean pass rate 0.41, 32,768-token cap) and stated guesses elsewhere. The paper's
+    training batch of 512 is taken as 512 prompt groups; whether it counts prompts or responses
+    is not stated. The decode step (a, c) is a guess for a 7B model on one H20, not a fit:
+    `fit_decode_step()` fits it to the kit's own engine on one H200, at `gpu` size (95.6M
+    parameters, 15–27× faster than the guess at 1 to 48 busy rows) or with the full 7.8B model
+    (2.1–3.8× faster); `benchmarks/bench_seamless_sim.py` runs Table 2 with each."""
 
     workers: int = 256               # generator workers (the paper: 256 H20 GPUs, one engine each)
     slots: int = 48                  # sequences a worker decodes at once: 1.5 rounds of B·G / W
-    step_s: float = 0.012            # a: seconds of a decode step with no sequence in it
-    step_s_per_slot: float = 0.0003  # c: extra seconds per busy slot, t_step(b) = a + c·b
+    step_s: float = 0.012            # a: seconds of a decode step with no sequence in it (a guess)
+    step_s_per_slot: float = 0.0003  # c: extra seconds per busy slot, t_step(b) = a + c·b (a guess)
     reward_workers: int = 128        # reward servers (CPU processes) shared by math and code
     math_reward_s: float = 0.05      # median seconds to verify a math answer
     code_reward_s: float = 4.0       # median seconds to run a code answer's tests in the sandbox
     reward_sigma: float = 0.5        # lognormal spread of reward latency
     code_share: float = 0.5          # share of prompts that are code problems
-    batch_groups: int = 512          # B: valid groups a step trains on (the paper's batch size 512)
+    batch_groups: int = 512          # B: valid groups a step trains on (the paper's 512; its unit is not stated)
     group_size: int = 16             # G: responses per prompt (not stated in the report)
     round_groups: int = 0            # prompts per naive round; 0 means batch_groups
     mean_pass_rate: float = PAPER_PASS_RATE
@@ -586,6 +599,23 @@ def sweep(config: SimConfig, modes=("naive", "early_termination"), workers=(8, 1
                 for r in table(cfg, modes, steps, seed):
                     rows.append(dict(r, length_sigma=sigma, code_reward_s=latency, batch_groups=batch))
     return rows
+
+
+def fit_decode_step(pairs=KIT_H200_DECODE) -> tuple[float, float]:
+    """Least-squares fit of t_step(b) = a + c·b to measured (rows b, seconds per decode step)
+    pairs; returns (a, c), `SimConfig`'s (step_s, step_s_per_slot). The default pairs are the
+    kit's engine on one H200 at `gpu` size (`KIT_H200_DECODE`, from benchmarks/RESULTS.md's
+    "Generation" section): two points, so the line passes through both.
+
+    >>> a, c = fit_decode_step(((1, 0.0013), (11, 0.0023), (21, 0.0033)))
+    >>> round(a, 6), round(c, 6)
+    (0.0012, 0.0001)
+    """
+    rows, seconds = (np.asarray(x, dtype=float) for x in zip(*pairs))
+    if len(set(rows.tolist())) < 2:
+        raise ValueError("fit_decode_step needs decode times at two or more different batch sizes.")
+    c, a = np.polyfit(rows, seconds, 1)          # least squares: min Σ (a + c·b − t)²
+    return float(a), float(c)
 
 
 def enough_in_flight(cfg: SimConfig, valid_done: int, done_groups: int, known_valid_active: int,
