@@ -190,7 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="toy")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--how", default="", help='a few words on the run, e.g. "fresh clone, nothing pre-built"')
-    p = sub.add_parser("export-lm-eval", help="write a suite as lm-evaluation-harness tasks")
+    p = sub.add_parser(
+        "export-lm-eval", help="write a suite as lm-evaluation-harness tasks",
+        description="Write a suite as lm-evaluation-harness tasks, one per domain, then score a "
+                    "checkpoint with: lm_eval --model hf --model_args "
+                    "pretrained=runs/toy/rl,trust_remote_code=True --apply_chat_template "
+                    "--include_path OUT --tasks mimo_lite_heldout_math,mimo_lite_heldout_code "
+                    "(the kit checkpoint's modeling_mimo.py imports the installed kit: "
+                    "transformers does not ship model type 'mimo').")
     p.add_argument("--suite", default="heldout")
     p.add_argument("--format", default=None)
     p.add_argument("--profile", default="toy")

@@ -4,11 +4,30 @@ MiMo-7B is "similar to Llama and Qwen" (report §2.2): its config is Qwen2's wit
 field, `num_nextn_predict_layers`, the number of multi-token-prediction (MTP) layers. Keeping the
 official field names means the released `config.json` loads unchanged, and the main stack can be
 checked against transformers' own `Qwen2ForCausalLM`.
+
+transformers does not ship the model type "mimo": importing `mimo_lite` registers it, and a
+checkpoint folder names its classes in `auto_map`, as the released MiMo-7B does, so a process
+that never imports the kit (the lm-evaluation-harness CLI) loads it with `trust_remote_code=True`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import Qwen2Config
+
+# Written beside every saved config.json; `auto_map` names its classes. It imports them from the
+# installed kit, so a checkpoint folder carries no second copy of the model.
+REMOTE_CODE_FILE = "modeling_mimo.py"
+REMOTE_CODE = '''"""The mimo-lite kit's MiMo classes, for `from_pretrained(folder, trust_remote_code=True)`.
+
+config.json's `auto_map` names them; they come from the installed kit (`pip install -e <kit>`).
+"""
+
+from mimo_lite import MiMoConfig, MiMoForCausalLM  # noqa: F401
+'''
+AUTO_MAP = {"AutoConfig": "modeling_mimo.MiMoConfig",
+            "AutoModelForCausalLM": "modeling_mimo.MiMoForCausalLM"}
 
 
 class MiMoConfig(Qwen2Config):
@@ -30,6 +49,16 @@ class MiMoConfig(Qwen2Config):
             self.head_dim = self.hidden_size // self.num_attention_heads
         super().__post_init__(**kwargs)
         validate(self)
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """config.json with `auto_map`, and `modeling_mimo.py` beside it (see the module docstring).
+
+        `model.save_pretrained` and `export_hf` both come here, so every kit checkpoint loads in a
+        fresh process: `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+        """
+        self.auto_map = dict(AUTO_MAP)
+        super().save_pretrained(save_directory, **kwargs)
+        (Path(save_directory) / REMOTE_CODE_FILE).write_text(REMOTE_CODE)
 
     @property
     def rope_theta(self) -> float:

@@ -348,7 +348,8 @@ def qwen2_twin(model: MiMoForCausalLM):
     """
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    kit_only = ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures")
+    kit_only = ("model_type", "num_nextn_predict_layers", "mtp_loss_weight", "architectures",
+                "auto_map")
     config = Qwen2Config(**{k: v for k, v in model.config.to_dict().items() if k not in kit_only})
     weight = model.lm_head.weight
     twin = Qwen2ForCausalLM(config).to(device=weight.device, dtype=weight.dtype)

@@ -5,7 +5,10 @@ import gzip
 import importlib.util
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+import mimo_lite
 from mimo_lite import MiMoForCausalLM, preset
 from mimo_lite.cli import main
 from mimo_lite.eval import (avg_at_k, evaluate, export_lm_eval_tasks, load_checkpoint, load_suite,
@@ -267,7 +271,7 @@ class TaskLoader(yaml.SafeLoader):
 TaskLoader.add_constructor("!function", lambda loader, node: ("!function", loader.construct_scalar(node)))
 
 
-def test_exported_lm_eval_tasks_are_well_formed_and_score_right_and_wrong(tmp_path, monkeypatch):
+def test_exported_lm_eval_tasks_are_well_formed_and_score_right_and_wrong(tmp_path):
     problems = [PROBLEMS[0], {**PROBLEMS[5], "tests": [{"code": "assert f(1) == 1"}]}]
     paths = export_lm_eval_tasks(problems, tmp_path, name="kit")
     assert sorted(p.name for p in paths) == ["kit_code.yaml", "kit_math.yaml"]
@@ -287,12 +291,51 @@ def test_exported_lm_eval_tasks_are_well_formed_and_score_right_and_wrong(tmp_pa
     assert scoring.process_results(code_doc, ["```python\ndef f(x):\n    return x\n```"]) == {"correct": 1.0}
     assert scoring.process_results(code_doc, ["```python\ndef f(x):\n    return 0\n```"]) == {"correct": 0.0}
 
-    lm_eval = importlib.util.find_spec("lm_eval")
-    if lm_eval is not None:                      # the harness's own loader, where it is installed
-        from lm_eval import utils
-        monkeypatch.syspath_prepend(str(tmp_path))
-        loaded = utils.load_yaml_config(str(tmp_path / "kit_math.yaml"))
-        assert callable(loaded["process_results"])
+
+def fresh_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter, where `mimo_lite` has not been imported (so it has not
+    registered its model type): the situation of the `lm_eval` command."""
+    kit = str(Path(mimo_lite.__file__).parents[1])              # this kit, not another install
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [kit, os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_kit_checkpoint_loads_in_a_process_that_never_imported_the_kit(checkpoint, tmp_path):
+    assert json.loads((checkpoint / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"] \
+        == "modeling_mimo.MiMoForCausalLM"
+    done = fresh_python(f"""
+import sys
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
+print(type(model).__module__, "mimo_lite" in sys.modules)
+""", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["mimo_lite.model", "True"]          # the kit's own class
+
+
+def test_lm_eval_scores_a_kit_checkpoint_with_the_exported_task(checkpoint, tmp_path):
+    """The harness's own task loader and model, through its Python API. It builds the model before
+    it imports the task's scoring module, so only the checkpoint's `auto_map` tells it what "mimo"
+    is; ~30 s on a CPU."""
+    if importlib.util.find_spec("lm_eval") is None:
+        pytest.skip("lm-eval is not installed (pip install lm-eval); the kit does not depend on it")
+    export_lm_eval_tasks(PROBLEMS[:2], tmp_path / "tasks", name="kit", max_gen_toks=8)
+    done = fresh_python(f"""
+import json, sys
+import lm_eval
+from lm_eval.tasks import TaskManager
+assert "mimo_lite" not in sys.modules
+out = lm_eval.simple_evaluate(
+    model="hf", model_args={{"pretrained": {str(checkpoint)!r}, "trust_remote_code": True}},
+    tasks=["kit_math"], task_manager=TaskManager(include_path={str(tmp_path / "tasks")!r}),
+    limit=2, device="cpu", apply_chat_template=True)
+print(json.dumps(out["results"]["kit_math"]))
+""", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0.0 <= results["correct,none"] <= 1.0, results
 
 
 def test_the_examples_in_the_docstrings_hold():

@@ -7,10 +7,22 @@
     mimo_lite_scoring.py     `process_results`: the kit's own verdict (Math-Verify for math, the
                              sandbox for code), so the harness and `evaluate` judge alike
 
-and then
+and then, with lm-eval and the kit installed in one environment:
 
-    lm_eval --model hf --model_args pretrained=runs/toy/rl --apply_chat_template \\
-            --include_path <folder> --tasks <name>_math,<name>_code
+    mimo-lite export-lm-eval --suite heldout --out runs/toy/lm_eval_tasks
+    lm_eval --model hf --model_args pretrained=runs/toy/rl,trust_remote_code=True \\
+            --apply_chat_template --include_path runs/toy/lm_eval_tasks \\
+            --tasks mimo_lite_heldout_math,mimo_lite_heldout_code --device cpu
+
+`trust_remote_code=True` is what lets a fresh `lm_eval` process build the model: it reads the
+config before it imports the scoring module, and transformers does not ship the model type
+"mimo". Every kit checkpoint names its classes in config.json's `auto_map` and carries
+`modeling_mimo.py`, which imports them from the installed kit (`MiMoConfig.save_pretrained`);
+without the flag transformers stops with "contains custom code ... pass `trust_remote_code=True`".
+A checkpoint saved by an older kit lacks both: `MiMoConfig.from_pretrained(d).save_pretrained(d)`
+adds them. `--apply_chat_template` asks each prompt as a user turn, as `evaluate` does. Run here
+with lm-eval 0.4.13 on a CPU, on a smoke-size random checkpoint (tests/test_eval.py); never on a
+trained run.
 
 lm-eval is not a dependency of the kit; the files are plain YAML and Python that its task loader
 reads (`!function` names a function of a module beside the YAML). The scoring module imports
