@@ -9,7 +9,7 @@ exceeds the noise. Two intervals are used:
   with the steps resampled with replacement. Neighbouring steps are correlated, so this interval
   too is on the narrow side.
 
-`difference(a, b)` is a - b for two such pass rates, with Newcombe's interval built from theirs.
+`difference(a, b)` is a − b for two such pass rates, with Newcombe's interval built from theirs.
 `compare(a, b)` then says "higher", "lower" or "within noise" for a against b: a verdict only
 where the two intervals do not overlap ("not measured" where a statistic had no data, e.g. a
 ratio over steps that found no group with signal).
