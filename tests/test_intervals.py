@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mimo_lite.eval import intervals
-from mimo_lite.eval.intervals import bootstrap, compare, proportion, wilson
+from mimo_lite.eval.intervals import bootstrap, compare, difference, proportion, wilson
 
 
 def test_docstring_examples():
@@ -34,6 +34,15 @@ def test_bootstrap_of_a_mean_covers_it_and_separates_shifted_samples():
 def test_proportion_has_the_bootstrap_shape():
     p = proportion(30, 100)
     assert p["estimate"] == 0.3 and p["low"] < 0.3 < p["high"] and p["n"] == 100
+
+
+def test_difference_of_two_rates_matches_newcombes_worked_example():
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II: 56/70 − 48/80, method 10
+    d = difference(proportion(56, 70), proportion(48, 80))
+    assert d["estimate"] == pytest.approx(0.2)
+    assert (round(d["low"], 4), round(d["high"], 4)) == (0.0524, 0.3339)
+    same = difference(proportion(12, 40), proportion(12, 40))
+    assert same["estimate"] == 0 and same["low"] < 0 < same["high"]
 
 
 def test_an_undefined_statistic_is_not_measured():

@@ -13,3 +13,8 @@ def test_architecture_notebook_rebuilds_the_model(run_notebook):
     assert turns["640k"] < turns["10k"] < 1
     pairs = rec["rope_pairs_longer_than_context"]     # 640k keeps more slow pairs over 32K than 10k
     assert pairs["640k@32K"] > pairs["10k@8K"] > pairs["10k@32K"] > 0
+    # the closing summary's verdict follows the figures above
+    assert rec["architecture_matches"] == (
+        max(rec[k] for k in ("rmsnorm_diff", "attention_diff", "swiglu_diff", "mtp_diff")) < 1e-5
+        and rec["rope_relative_diff"] < 1e-3 and rec["parity_max_abs_diff"] < 1e-4
+        and rec["params_7b_total"] == 7_833_409_536 and rec["params_7b_without_mtp"] == 7_622_619_136)

@@ -1,3 +1,8 @@
+import json
+
+import pytest
+
+
 def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
     rec = run_notebook("04")
     assert rec["stages_seen"] == [1, 2, 3]
@@ -31,6 +36,25 @@ def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
     a, _, c, ctrl = rise.values()
     flatter = min(a["mean"] - a["ci95"], ctrl["mean"] - ctrl["ci95"]) - (c["mean"] + c["ci95"])
     assert rec["long_context_position_verdict"] == (flatter > 0)
+    # the copy probe's verdict follows its figures
+    copy = list(rec["long_context_summary"].values())
+    gained = copy[2]["far"] - max(copy[0]["far"], copy[3]["far"])
+    assert rec["long_context_copy_gain"] == pytest.approx(gained)
+    assert rec["long_context_copy_verdict"] == ("extended" if gained > 0.05 else "not extended"
+                                                if max(v["near"] for v in copy) > 0.05 else "no copying")
+
+
+def test_the_closing_summary_follows_the_recorded_figures(run_notebook, smoke_runs):
+    rec = run_notebook("04")                     # reuses the artifacts of the test above
+    assert rec["mtp_ended_below_main"] == (rec["final_mtp_loss"] < rec["final_loss"])
+    assert rec["curriculum_worse_domains"] == [d for d, g in rec["curriculum_gain"].items() if g <= 0]
+    executed = json.loads((smoke_runs / "smoke" / "notebooks" / "04_pretraining.ipynb").read_text())
+    [closing] = [c for c in executed["cells"] if "curriculum_worse_domains=worse" in "".join(c["source"])]
+    printed = "".join("".join(o.get("text", "")) for o in closing["outputs"])
+    assert f"ended {'below' if rec['mtp_ended_below_main'] else 'above'} the main loss" in printed
+    for domain in rec["curriculum_worse_domains"]:       # each domain that got worse, with its reason
+        assert rec["curriculum_verdicts"][domain] in printed
+    assert ("stage 3 flattens it" in printed) == rec["long_context_position_verdict"]
 
 
 def test_executed_pretraining_notebook_keeps_its_progress_bars_at_their_end(run_notebook, smoke_runs):

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -53,6 +55,25 @@ def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
     assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
     assert len(r["sft_spec3_conditional_acceptance"]) == len(r["base_spec3_conditional_acceptance"])
     assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0
+
+
+def test_the_closing_summary_follows_the_recorded_figures(run_notebook, smoke_runs):
+    r = run_notebook("06")
+    table, gain = r["heldout_pass_at_1"], r["heldout_math_gain"]
+    low, high = gain["interval"]                   # full − base on math, paired over the same problems
+    assert gain["problems"] > 0 and low <= gain["mean"] <= high
+    assert gain["mean"] == pytest.approx(table["full"]["math"] - table["base"]["math"])
+    assert r["sft_math_change"] == ("higher" if low > 0 else "lower" if high < 0 else "within noise")
+    rate = r["heldout_code_tier1"]["full"]["sampled"]      # what RL samples at T = 1 from the full SFT model
+    assert r["code_tier1_in_rl_band"] == (rate is not None and 0.1 <= rate <= 0.6)
+    executed = json.loads((smoke_runs / "smoke" / "notebooks" / "06_sft.ipynb").read_text())
+    [closing] = [c for c in executed["cells"] if "code_tier1_in_rl_band=" in "".join(c["source"])]
+    printed = "".join("".join(o.get("text", "")) for o in closing["outputs"])
+    assert f"{gain['mean']:+.3f} [{low:+.3f}, {high:+.3f}]" in printed
+    if rate is not None:
+        where = "inside" if r["code_tier1_in_rl_band"] else "BELOW" if rate < 0.1 else "ABOVE"
+        assert f"is {rate:.3f}, {where} the band" in printed
+    assert f"{r['self_correcting_share']:.1%} of the replies catch and redo a slip" in printed
 
 
 def test_the_by_hand_sft_steps_are_the_trainers_first_steps(run_notebook):

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from mimo_lite.eval.intervals import wilson
 from mimo_lite.profile import load_profile
 from mimo_lite.rl.runs import ablation_runs, rl_run_built
 
@@ -32,9 +33,21 @@ def test_notebook_08_grpo_objective_and_main_runs(run_notebook, smoke_runs):
             assert 0 <= heldout["pass_at_1"] <= 1 and heldout["by_tier"]
         assert finite(r[f"{run}_reward_first"]) and finite(r[f"{run}_reward_last"])
     assert r["unscored_total"] >= 0
-    # the closing note's verdicts, and its wall time: the main runs, then the wait for 08b's runs
-    assert r["heldout_raised"] == {name: r[f"{run}_heldout_after"]["pass_at_1"] > r[f"{run}_heldout_before"]["pass_at_1"]
-                                   for name, run in (("RL (from SFT)", "rl"), ("RL-Zero (from base)", "rl_zero"))}
+    # the verdicts: after − before with Newcombe's interval from the two Wilson intervals; a change
+    # counts only when that interval excludes 0
+    for name, run in (("RL (from SFT)", "rl"), ("RL-Zero (from base)", "rl_zero")):
+        before, after = r[f"{run}_heldout_before"], r[f"{run}_heldout_after"]
+        (pb, (lb, hb)), (pa, (la, ha)) = ((h["pass_at_1"], wilson(h["pass_at_1"] * h["answers"], h["answers"]))
+                                          for h in (before, after))
+        gain = r["heldout_gain"][name]
+        assert gain["estimate"] == pytest.approx(pa - pb)
+        assert gain["low"] == pytest.approx(pa - pb - math.hypot(pa - la, hb - pb))
+        assert gain["high"] == pytest.approx(pa - pb + math.hypot(ha - pa, pb - lb))
+        assert gain["low"] < gain["high"]
+        expected = "higher" if gain["low"] > 0 else "lower" if gain["high"] < 0 else "within noise"
+        assert r["heldout_verdict"][name] == expected
+        assert r["heldout_raised"][name] == (expected == "higher")
+    # the wall time: the main runs, then the wait for 08b's runs
     assert r["wall_s"] >= r["main_runs_wall_s"] + r["ablation_wait_s"] and r["main_runs_wall_s"] > 0
 
     for name in ("rl", "rl_zero"):

@@ -1,5 +1,8 @@
+import json
+
 import pytest
 
+from mimo_lite.eval.intervals import fmt
 from mimo_lite.profile import load_profile
 from mimo_lite.rl.runs import rl_summary
 
@@ -96,6 +99,21 @@ def test_notebook_08b_grpo_ablations(run_notebook, smoke_runs):
                                             r["dynamic_sampling_verdicts"]["signal_groups"] == "higher",
                                             r["full_sft_ahead"]])
     assert r["wall_s"] > 0
+    # ... and prints every ablation's figures with their intervals beside the verdicts
+    executed = json.loads((smoke_runs / "smoke" / "notebooks" / "08b_grpo_ablations.ipynb").read_text())
+    [closing] = [c for c in executed["cells"] if "paper_effects_shown=shown" in "".join(c["source"])]
+    printed = "".join("".join(o.get("text", "")) for o in closing["outputs"])
+    pairs = [(v["pass_at_1"], v["interval"], False) for v in r["code_ablation"].values()]
+    pairs += [(v["gain"], v["gain_interval"], True) for v in r["code_ablation"].values()]
+    pairs += [(d["mean"], d["interval"], True) for d in r["code_ablation_differences"].values()]
+    expected = [fmt(dict(estimate=e, low=lo, high=hi), signed=s) for e, (lo, hi), s in pairs]
+    expected += [fmt(v["main_rollouts_per_valid_batch"], 0) for v in easy.values()]
+    expected += [fmt(v[key]) for v in (pool, removed) for key in ("reward_std", "heldout_after")]
+    expected += [fmt(v["signal_groups"], 2) for v in ds.values()] + [fmt(v["heldout_after"]) for v in ds.values()]
+    expected += [fmt(full["after"]), fmt(light["after"])]
+    expected += [fmt(v[key]) for v in (light, zero) for key in ("before_common", "after_common")]
+    missing = [x for x in expected if x not in printed]
+    assert not missing, missing
     figures = smoke_runs / "smoke" / "notebooks" / "figures" / "08b_grpo_ablations"
     assert {f.stem for f in figures.glob("*.png")} == {"code_reward_schemes", "easy_pool_ablation",
                                                         "dynamic_sampling_ablation", "sft_starts"}

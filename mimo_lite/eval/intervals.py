@@ -9,6 +9,7 @@ exceeds the noise. Two intervals are used:
   with the steps resampled with replacement. Neighbouring steps are correlated, so this interval
   too is on the narrow side.
 
+`difference(a, b)` is a − b for two such pass rates, with Newcombe's interval built from theirs.
 `compare(a, b)` then says "higher", "lower" or "within noise" for a against b: a verdict only
 where the two intervals do not overlap ("not measured" where a statistic had no data, e.g. a
 ratio over steps that found no group with signal).
@@ -59,6 +60,23 @@ def proportion(successes: float, n: int) -> dict:
     """A pass rate with its Wilson interval, in the same shape as `bootstrap`'s result."""
     low, high = wilson(successes, n)
     return dict(estimate=successes / n if n else 0.0, low=low, high=high, n=n)
+
+
+def difference(a: dict, b: dict) -> dict:
+    """a − b for two pass rates in `proportion`'s shape, with Newcombe's 95% interval: each side's
+    distance to its own Wilson bound, added in quadrature. It treats a and b as independent, so
+    for the same problems measured twice (before and after training) it is on the wide side.
+
+    >>> d = difference(proportion(30, 100), proportion(20, 100))
+    >>> round(d["estimate"], 2), d["low"] < 0 < d["high"]
+    (0.1, True)
+    >>> difference(proportion(60, 100), proportion(20, 100))["low"] > 0
+    True
+    """
+    estimate = a["estimate"] - b["estimate"]
+    low = estimate - math.hypot(a["estimate"] - a["low"], b["high"] - b["estimate"])
+    high = estimate + math.hypot(a["high"] - a["estimate"], b["estimate"] - b["low"])
+    return dict(estimate=estimate, low=low, high=high, n=min(a["n"], b["n"]))
 
 
 def compare(a: dict, b: dict) -> str:
