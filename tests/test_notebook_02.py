@@ -23,6 +23,7 @@ def test_notebook_02_trains_the_tokenizer_and_measures_it(run_notebook):
     assert r["embedding_share"]["kit (smoke)"] > r["embedding_share"]["MiMo-7B"]
     # the three-stage mixture, packed with this tokenizer
     assert r["max_share_error"] <= 0.01
+    assert r["max_gap_rows"] < 1.0                         # every domain within one row of w·n, at every n
     shares = r["stage_shares_measured"]
     assert shares["stage 1"]["synthetic_reasoning"] == 0
     assert shares["stage 2"]["math"] + shares["stage 2"]["code"] == pytest.approx(0.7, abs=0.01)
