@@ -24,6 +24,10 @@ def test_notebook_08_grpo_objective_and_main_runs(run_notebook, smoke_runs):
     assert 0 <= r["demo_clip_low"] <= 1 and 0 <= r["demo_clip_high"] <= 1
     # the figure marks as clipped exactly the tokens the loss clips
     assert abs(r["demo_clipped_share"] - (r["demo_clip_low"] + r["demo_clip_high"])) < 1e-6
+    # the trainer's loop written out: two steps by hand are the RL run's first two logged steps
+    assert [h["step"] for h in r["hand_rl_steps"]] == [1, 2]
+    assert all(finite(h["loss"]) and h["rollouts"] > 0 for h in r["hand_rl_steps"])
+    assert r["hand_rl_compared"] == min(2, rl.steps) and r["hand_rl_matches_trainer"] is True
 
     # both main runs ran their steps and measured held-out pass@1 before and after
     for run in ("rl", "rl_zero"):
