@@ -18,8 +18,8 @@ serving the exported checkpoint on GPUs of its own ("server mode"):
     (none may be running: on-policy) and pauses vLLM's scheduler (`pause_generation(mode="keep")`,
     caches cleared: no prefix computed with the old weights is reused); `load(chunk)` runs
     `load_weights(chunk)` on the model in every vLLM worker through `collective_rpc` (the chunk
-    as safetensors bytes) and the worker extension `WeightLoader`; `resume(version)` resumes vLLM and sends the held requests, stamped
-    `version`;
+    as safetensors bytes) and the worker extension `WeightLoader`; `resume(version)` resumes vLLM
+    and sends the held requests, stamped `version`;
   - evaluation may switch on MTP speculative decoding (`speculative=True`): vLLM's MiMo MTP draft
     (`speculative_config={"method": "mtp", "num_speculative_tokens": 1}`; "mimo_mtp" is an older
     name vLLM rewrites to "mtp"). RL rollouts leave it off (facts file §1.4).
