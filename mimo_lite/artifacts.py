@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -155,8 +156,29 @@ class Then:
         return self.use(self.build())
 
 
-def _set_threads(threads: int | None) -> None:
-    """A worker's torch threads (the profile's `threads`: 1 per process on the toy CPU)."""
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """In a worker process: end it within `poll_s` seconds once the process that started it is gone.
+
+    A pool's workers outlive a parent that is killed (a notebook's kernel stopped, a command
+    timed out): a worker in the middle of a build would go on training on its own, holding its
+    memory (a GPU's, too) and writing checkpoints into the run folder that the next, resumed run
+    also writes. A daemon thread watches the parent's pid and ends the worker when it changes;
+    the build it leaves behind is a scratch folder, never a half-written artifact (`building`).
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(threads: int | None) -> None:
+    """A `Jobs` worker: its torch threads (the profile's `threads`: 1 per process on the toy CPU),
+    and it ends with its parent."""
+    exit_with_parent()
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -199,7 +221,7 @@ class Jobs:
 
             # spawn, not fork: the caller may hold torch's thread pools and a Jupyter kernel's sockets
             self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_set_threads, initargs=(threads,))
+                                            initializer=_start_worker, initargs=(threads,))
 
     def submit(self, call, here: bool = False):
         """`here`: run the call in this process when its result is asked for, as with one process

@@ -48,3 +48,50 @@ def test_jobs_with_one_process_run_each_call_here_when_its_result_is_asked_for()
     assert calls == []                             # nothing ran yet
     b.result(), a.result(), b.result()
     assert calls == ["b", "a"]                     # in the order asked, each once
+
+
+_ORPHANED = """
+import functools, multiprocessing, os, signal, time
+from mimo_lite.artifacts import Jobs
+from mimo_lite.rl.executor import RewardExecutor
+if __name__ == "__main__":
+    jobs = Jobs(2)
+    jobs.submit(functools.partial(time.sleep, 300))          # one worker busy, as in a build
+    jobs.submit(functools.partial(os.getpid)).result()
+    rewards = RewardExecutor(workers=1)
+    time.sleep(0.5)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)                      # the parent dies without cleaning up
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"   # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """A killed kernel or command must not leave a worker training on its own (holding a GPU's
+    memory and writing into the run folder the resumed run uses)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphans.py"
+    script.write_text(_ORPHANED)
+    out, err = tmp_path / "pids.txt", tmp_path / "stderr.txt"
+    with out.open("w") as o, err.open("w") as e:   # files, not pipes: a surviving worker keeps a pipe open
+        subprocess.run([sys.executable, str(script)], stdout=o, stderr=e, timeout=120)
+    pids = [int(p) for p in out.read_text().split()]
+    assert len(pids) == 3, err.read_text()[-2000:]  # two build workers, one reward worker
+    deadline = time.monotonic() + 20
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if _running(p)]
+    for p in left:
+        os.kill(p, 9)
+    assert not left, f"workers {left} outlived their killed parent"

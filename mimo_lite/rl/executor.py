@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
+from ..artifacts import exit_with_parent
 from ..tasks.rewards import score
 
 log = logging.getLogger("mimo_lite.rl")
@@ -68,7 +69,7 @@ class RewardExecutor:
         # held). A spawned worker starts clean and imports the kit itself, so `score_fn` must be
         # importable: a module-level function, not a lambda or a notebook cell's function.
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ready)
+                                   initializer=exit_with_parent)
         # Start the workers now (each imports the kit: seconds), not at the first answer, so that
         # the reward latency a run measures (notebook 09) is the verifier's, not a process start's.
         for started in [pool.submit(_ready) for _ in range(self.workers)]:
