@@ -33,7 +33,7 @@ FORMAT = {
     "packed": 2,        # runs/<p>/corpus/packed/: the stage mixtures as token rows (data/mixture.py)
     "base": 2,          # runs/<p>/base/ and the pretrain/ runs (train/loop.py, model.py)
     "problems": 2,      # runs/<p>/problems/ (tasks/problems.py and its templates)
-    "sft_data": 4,      # runs/<p>/sft/data/: the teacher's traces, cleaned (data/sft.py)
+    "sft_data": 5,      # runs/<p>/sft/data/: the teacher's traces, cleaned (data/sft.py)
     "sft": 2,           # runs/<p>/sft/<variant>/ (train/sft.py)
     "rl": 2,            # GRPO runs: rl/, rl_zero/, ablations/, seamless/ (rl/)
 }

@@ -1,4 +1,5 @@
 import random
+import re
 
 import pytest
 import torch
@@ -248,3 +249,38 @@ def test_sft_pool_gives_code_a_real_share_of_the_replies():
     assert {r["tier"] for r in code} == {1}
     per_query = Counter(r["query_id"] for r in code)
     assert len(per_query) > 300 and max(per_query.values()) <= 8
+
+
+def test_every_worked_step_of_the_teacher_is_right_and_multi_step_traces_are_long():
+    """The teacher's arithmetic is checked line by line (a slip is allowed only on the line its
+    "Wait," names), and tier 4's worked traces run to a few hundred words' worth of steps."""
+    from fractions import Fraction
+
+    from mimo_lite.tasks.problems import math_problems
+
+    term = r"-?\d+(?: ?[-+*/] ?-?\d+)*"
+    chain = re.compile(rf"{term}(?: = {term})+")
+
+    def value(expression):
+        return eval(re.sub(r"\d+", lambda d: f"Fraction({d.group()})", expression), {"Fraction": Fraction})
+
+    rng = random.Random(1)
+    problems = math_problems(300, seed=11)
+    longest = {}
+    for p in problems:
+        traces = math_traces(p, rng)
+        longest.setdefault(p["tier"], []).append(max(len(" ".join(t).split()) for t in traces))
+        for trace in traces:
+            slipped = {i - 1 for i, s in enumerate(trace) if s.startswith("Wait,")}
+            for i, line in enumerate(trace):
+                if i in slipped or line.startswith("Wait,"):
+                    continue
+                for m in chain.finditer(line):
+                    parts = m.group().split(" = ")
+                    if re.fullmatch(r"-?\d+", parts[0]):
+                        continue                                    # "mod 13 = 5": not arithmetic
+                    assert len({value(x) for x in parts}) == 1, (line, p["prompt"])
+        assert p["answer"] in " ".join(math_traces(p)[0]).replace("\\frac{", "").replace("}{", "/")
+    mean = {t: sum(v) / len(v) for t, v in longest.items()}
+    assert mean[4] > 2 * mean[2] and mean[3] > mean[2], mean
+    assert max(longest[4]) > 150, max(longest[4])                 # words; tokens run higher

@@ -175,40 +175,97 @@ def _check(template: str, numbers: list[int], answer: Fraction) -> str | None:
     return None
 
 
+def _times(a: int, b: int) -> list[str]:
+    """A product a small model can follow: one line when a factor is a digit, else split into
+    tens and ones of the larger factor (the multi-digit steps of tiers 3–4)."""
+    if min(a, b) < 10:
+        return [f"{a} * {b} = {a * b}."]
+    return _multiply_split(a, b)
+
+
+def _euclid(a: int, b: int) -> list[str]:
+    a, b = max(a, b), min(a, b)
+    steps = []
+    while b:
+        steps.append(f"{a} = {a // b} * {b} + {a % b}, so the pair becomes ({b}, {a % b}).")
+        a, b = b, a % b
+    return steps
+
+
 def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
-    """Tiers 3–4 worked out step by step: several hundred tokens for the longer ones."""
+    """Tiers 3–4 worked out as a careful solver writes them: every multi-digit product split,
+    then a check by a second route (substituting back, another method, a small case, listing):
+    a few hundred tokens for the multi-step templates of tier 4."""
     if template == "gcd":
-        a, b = max(n[:2]), min(n[:2])
-        steps = []
-        while b:
-            steps.append(f"{a} = {a // b} * {b} + {a % b}, so the pair becomes ({b}, {a % b}).")
-            a, b = b, a % b
-        return steps + [f"The remainder is 0, so the gcd is {a}.",
-                        f"Check: {n[0]} / {a} = {n[0] // a} and {n[1]} / {a} = {n[1] // a}, both whole. Correct."]
+        g = int(answer)
+        x, y = n[0] // g, n[1] // g
+        if g == 1:
+            return _euclid(n[0], n[1]) + [
+                "The remainder is 0, so the gcd is 1.",
+                f"Check: the last divisor is 1, so every common divisor of {n[0]} and {n[1]} divides 1. "
+                f"Correct: {n[0]} and {n[1]} are coprime."]
+        return _euclid(n[0], n[1]) + [
+            f"The remainder is 0, so the gcd is {g}.",
+            f"Check: {n[0]} / {g} = {x} and {n[1]} / {g} = {y}, both whole.",
+            *[line for line in _times(g, x)[:-1]], f"{g} * {x} = {n[0]}.",
+            *[line for line in _times(g, y)[:-1]], f"{g} * {y} = {n[1]}.",
+            f"Dividing every line of Euclid by {g} gives Euclid on ({x}, {y}), which ends at 1: "
+            f"{x} and {y} share no factor, so no larger number divides both. Correct: the gcd is {g}."]
     if template == "power_mod":
         a, k, m = n[:3]
         steps, r = [f"{a} mod {m} = {a % m}; each step multiplies by {a}, then -> the remainder."], a % m
+        seen = [1, r]                                  # seen[e]: the remainder of a^e
         for e in range(2, k + 1):
             steps.append(f"{a}^{e}: {r} * {a} = {r * a} -> {r * a % m}.")
             r = r * a % m
-        return steps + [f"So {a}^{k} mod {m} = {r}."]
+            if r in seen and e < k:                    # the remainders cycle: jump ahead
+                j = seen.index(r)
+                period, left = e - j, (k - j) % (e - j)
+                steps.append(f"{a}^{e} leaves {r}, as {a}^{j} did, so from there the remainders repeat every "
+                             f"{period} powers: {k} - {j} = {(k - j) // period} * {period} + {left}, and "
+                             f"{a}^{k} leaves what {a}^{j + left} leaves: {seen[j + left]}.")
+                r = seen[j + left]
+                break
+            seen.append(r)
+        steps.append(f"So {a}^{k} mod {m} = {r}.")
+        bits = [1 << i for i in range(k.bit_length()) if k >> i & 1]
+        check, e, sq, table = [f"Check by squaring: {k} = " + " + ".join(map(str, bits)) + "."], 1, a % m, {}
+        table[1] = sq
+        while 2 * e <= k:
+            check.append(f"{a}^{2 * e}: {sq} * {sq} = {sq * sq} -> {sq * sq % m}.")
+            sq, e = sq * sq % m, 2 * e
+            table[e] = sq
+        acc = 1
+        for p in bits:
+            check.append(f"Times {a}^{p} (remainder {table[p]}): {acc} * {table[p]} = {acc * table[p]} -> {acc * table[p] % m}.")
+            acc = acc * table[p] % m
+        return steps + check + [f"Both ways give {acc}. Correct."]
     if template == "sum_to_n":
         m = n[-1]
         pairs = [f"{i} + {m + 1 - i} = {m + 1}" for i in range(1, min(4, m // 2) + 1)]
         return [f"Pairs: {', '.join(pairs)}, ...", f"Every pair sums to {m + 1}; there are {m} numbers, so {m} / 2 pairs.",
-                f"{m} * {m + 1} = {m * (m + 1)}.", f"{m * (m + 1)} / 2 = {m * (m + 1) // 2}.",
-                f"So the sum is {m * (m + 1) // 2}."]
+                *_times(m, m + 1)[:-1], f"{m} * {m + 1} = {m * (m + 1)}.", f"{m * (m + 1)} / 2 = {m * (m + 1) // 2}.",
+                f"So the sum is {m * (m + 1) // 2}.",
+                "Check the rule on a small case: 1 + 2 + 3 + 4 = 10, and 4 * 5 / 2 = 10. Correct.",
+                f"Check the size: the average of 1 and {m} is {latex(Fraction(m + 1, 2))}, times {m} numbers is "
+                f"{m * (m + 1) // 2}. Correct."]
     if template == "choose":
         k, m = n[0], n[1]
         steps, top = [], 1
         for i in range(k):
-            steps.append(f"{top} * {m - i} = {top * (m - i)}.")
+            steps += _times(top, m - i)[:-1] + [f"{top} * {m - i} = {top * (m - i)}."]
             top *= m - i
-        fact = 1
+        fact, facts = 1, []
         for i in range(2, k + 1):
+            facts.append(f"{fact} * {i} = {fact * i}.")
             fact *= i
-        return [f"Choose {k} from {m}: multiply {k} factors from {m} down."] + steps + [
-            f"{k}! = {fact}.", f"{top} / {fact} = {top // fact}.", f"So there are {top // fact} ways."]
+        check, c = [f"Check by dividing as I go (each partial result is a count, so a whole number):"], 1
+        for i in range(1, k + 1):
+            check.append(f"{c} * {m - i + 1} / {i} = {c * (m - i + 1) // i}.")
+            c = c * (m - i + 1) // i
+        return ([f"Choose {k} from {m}: multiply {k} factors from {m} down."] + steps
+                + [f"{k}! by steps:"] + facts + [f"{top} / {fact} = {top // fact}."] + check
+                + [f"Both ways give {c}. So there are {top // fact} ways."])
     if template == "divisor_count":
         m, steps, exps, d = n[0], [], [], 2
         rest = m
@@ -224,21 +281,34 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
             exps.append((rest, 1))
         form = " * ".join(f"{p}^{e}" for p, e in exps)
         counts = " * ".join(str(e + 1) for _, e in exps)
+        pairs = [f"{d} * {m // d}" for d in range(1, int(m ** 0.5) + 1) if m % d == 0]
+        listed = 2 * len(pairs) - (int(m ** 0.5) ** 2 == m)
         return steps + [f"So {m} = {form}.", f"Divisors: {counts} = {int(answer)}.",
+                        f"Check by listing the pairs that multiply to {m}: {', '.join(pairs)}.",
+                        f"That is {len(pairs)} pairs, {2 * len(pairs)} divisors"
+                        + (f", less 1 because {int(m ** 0.5)} * {int(m ** 0.5)} counts once: {listed}." if listed % 2 else f": {listed}.")
+                        + (" Correct." if listed == int(answer) else ""),
                         f"So {m} has {int(answer)} divisors."]
     if template == "add_fractions":
         a, b, c, d = n[:4]
         common = b * d // gcd(b, d)
+        p, q = a * common // b, c * common // d
+        g = gcd(p + q, common)
         return [f"The denominators are {b} and {d}; their least common multiple is {common}.",
-                f"{a}/{b} = {a * common // b}/{common}.", f"{c}/{d} = {c * common // d}/{common}.",
-                f"{a * common // b} + {c * common // d} = {a * common // b + c * common // d}, over {common}.",
-                f"Reduce: {latex(answer)}.",
+                f"{common} / {b} = {common // b}, so {a}/{b} = {a} * {common // b} / {common} = {p}/{common}.",
+                f"{common} / {d} = {common // d}, so {c}/{d} = {c} * {common // d} / {common} = {q}/{common}.",
+                f"{p} + {q} = {p + q}, over {common}.",
+                f"Reduce: the gcd of {p + q} and {common} is {g}"
+                + (f"; {p + q} / {g} = {(p + q) // g} and {common} / {g} = {common // g}." if g > 1 else ", nothing to cancel."),
+                f"So {a}/{b} + {c}/{d} = {latex(answer)}.",
                 f"Check with decimals: {a / b:.3f} + {c / d:.3f} = {a / b + c / d:.3f}, and {latex(answer)} = {float(answer):.3f}. Correct.",
                 f"So the answer is {latex(answer)}."]
     if template == "percent":
         pct, base = n[0], n[1]
-        return [f"1% of {base} is {latex(Fraction(base, 100))}.", f"10% of {base} is {latex(Fraction(base, 10))}.",
+        tenth = Fraction(base, 10)
+        return [f"1% of {base} is {latex(Fraction(base, 100))}.", f"10% of {base} is {latex(tenth)}.",
                 f"{pct}% is {pct} times 1%: {pct} * {base} / 100 = {pct * base} / 100 = {latex(answer)}.",
+                f"Check with 10%: {pct}% is {latex(Fraction(pct, 10))} times 10%, and {latex(Fraction(pct, 10))} * {latex(tenth)} = {latex(answer)}. Correct.",
                 f"So {pct}% of {base} is {latex(answer)}."]
     if template == "larger_root":
         s_, t = n[1], n[2]
@@ -246,6 +316,8 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
         p = s_ - q
         return [f"I need two numbers with sum {s_} and product {t}.", f"Try {p} and {q}: {p} + {q} = {s_}, {p} * {q} = {t}.",
                 f"So x^2 - {s_}x + {t} = (x - {p})(x - {q}), and the roots are {p} and {q}.",
+                f"Check x = {q}: {q}^2 = {q * q}, {s_} * {q} = {s_ * q}, {q * q} - {s_ * q} + {t} = 0. Correct.",
+                f"Check x = {p}: {p}^2 = {p * p}, {s_} * {p} = {s_ * p}, {p * p} - {s_ * p} + {t} = 0. Correct.",
                 f"The larger root is {q}."]
     if template == "linear_equation":
         a, b, c = n[:3]
