@@ -77,6 +77,29 @@ def test_unpacked_artifacts_are_reused_without_training(archive, tmp_path, monke
     assert snapshot(profile_dir) == before
 
 
+def test_every_notebook_runs_on_an_unpacked_archive_without_building_anything(smoke_runs, tmp_path):
+    """A class's second checkout: the instructor's archive (every notebook run, then packed) is
+    unpacked into an empty runs root, every notebook runs there, and no artifact is built again:
+    each artifact's marker is the archive's, and none is added."""
+    from mimo_lite.cli import run_notebooks
+    from mimo_lite.notebook import find_notebooks
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    # the instructor's run: the notebooks' own tests ran them into smoke_runs already, so resuming
+    # skips each one they ran (run alone, this test runs them all first)
+    run_notebooks("smoke", runs_root=str(smoke_runs), notebooks_dir=notebooks, resume=True)
+    archive = pack("smoke", smoke_runs, tmp_path / "class.tar.gz")
+    root = tmp_path / "student"
+    unpack(archive, root)
+    profile_dir = runs_dir("smoke", root)
+    before = snapshot(profile_dir)["markers"]
+    executed = run_notebooks("smoke", runs_root=str(root), notebooks_dir=notebooks)
+    assert [p.stem for p in executed] == [p.stem for p in find_notebooks(notebooks)]
+    after = snapshot(profile_dir)["markers"]
+    assert sorted(set(after) - set(before)) == [], "built on the student's checkout"
+    assert [name for name in before if after[name] != before[name]] == [], "built again"
+
+
 def rewritten(archive: Path, out: Path, change) -> Path:
     """A copy of `archive` whose members pass through `change(name, data) -> [(name, data)]`."""
     with tarfile.open(archive) as src, tarfile.open(out, "w:gz") as dst:
