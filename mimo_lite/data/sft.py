@@ -175,12 +175,11 @@ def _check(template: str, numbers: list[int], answer: Fraction) -> str | None:
     return None
 
 
-def _times(a: int, b: int) -> list[str]:
-    """A product a small model can follow: one line when a factor is a digit, else split into
-    tens and ones of the larger factor (the multi-digit steps of tiers 3–4)."""
-    if min(a, b) < 10:
-        return [f"{a} * {b} = {a * b}."]
-    return _multiply_split(a, b)
+def _product(a: int, b: int) -> list[str]:
+    """A product a small model can follow, ending in the line "a * b = ab.": when both factors
+    have several digits, the split into tens and ones of the larger comes first (tiers 3–4)."""
+    split = _multiply_split(a, b)[:-1] if min(a, b) >= 10 else []
+    return split + [f"{a} * {b} = {a * b}."]
 
 
 def _euclid(a: int, b: int) -> list[str]:
@@ -207,8 +206,7 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
         return _euclid(n[0], n[1]) + [
             f"The remainder is 0, so the gcd is {g}.",
             f"Check: {n[0]} / {g} = {x} and {n[1]} / {g} = {y}, both whole.",
-            *[line for line in _times(g, x)[:-1]], f"{g} * {x} = {n[0]}.",
-            *[line for line in _times(g, y)[:-1]], f"{g} * {y} = {n[1]}.",
+            *_product(g, x), *_product(g, y),
             f"Dividing every line of Euclid by {g} gives Euclid on ({x}, {y}), which ends at 1: "
             f"{x} and {y} share no factor, so no larger number divides both. Correct: the gcd is {g}."]
     if template == "power_mod":
@@ -229,8 +227,8 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
             seen.append(r)
         steps.append(f"So {a}^{k} mod {m} = {r}.")
         bits = [1 << i for i in range(k.bit_length()) if k >> i & 1]
-        check, e, sq, table = [f"Check by squaring: {k} = " + " + ".join(map(str, bits)) + "."], 1, a % m, {}
-        table[1] = sq
+        check, e, sq = [f"Check by squaring: {k} = " + " + ".join(map(str, bits)) + "."], 1, a % m
+        table = {1: sq}                                # table[e]: the remainder of a^e, e a power of 2
         while 2 * e <= k:
             check.append(f"{a}^{2 * e}: {sq} * {sq} = {sq * sq} -> {sq * sq % m}.")
             sq, e = sq * sq % m, 2 * e
@@ -244,7 +242,7 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
         m = n[-1]
         pairs = [f"{i} + {m + 1 - i} = {m + 1}" for i in range(1, min(4, m // 2) + 1)]
         return [f"Pairs: {', '.join(pairs)}, ...", f"Every pair sums to {m + 1}; there are {m} numbers, so {m} / 2 pairs.",
-                *_times(m, m + 1)[:-1], f"{m} * {m + 1} = {m * (m + 1)}.", f"{m * (m + 1)} / 2 = {m * (m + 1) // 2}.",
+                *_product(m, m + 1), f"{m * (m + 1)} / 2 = {m * (m + 1) // 2}.",
                 f"So the sum is {m * (m + 1) // 2}.",
                 "Check the rule on a small case: 1 + 2 + 3 + 4 = 10, and 4 * 5 / 2 = 10. Correct.",
                 f"Check the size: the average of 1 and {m} is {latex(Fraction(m + 1, 2))}, times {m} numbers is "
@@ -253,7 +251,7 @@ def _worked_out(template: str, n: list[int], answer: Fraction) -> list[str]:
         k, m = n[0], n[1]
         steps, top = [], 1
         for i in range(k):
-            steps += _times(top, m - i)[:-1] + [f"{top} * {m - i} = {top * (m - i)}."]
+            steps += _product(top, m - i)
             top *= m - i
         fact, facts = 1, []
         for i in range(2, k + 1):
