@@ -102,3 +102,26 @@ def test_the_next_engine_replays_without_recording():
     again = Engine(model, params, max_batch_size=1, max_length=80)
     assert again.graphs.steps.keys() == recorded.keys()
     assert all(again.graphs.steps[k][3] is recorded[k][3] for k in recorded)      # the same graphs
+
+
+def test_graphs_follow_the_weights_through_training_steps():
+    """RL decodes, updates the weights, and decodes again: each run records its steps anew over
+    the same cache (a new decoder), and must give the tokens of eager decoding with the weights of
+    that moment. Four rounds, so that the graphs of one decoder are freed while their logits are
+    still held (the pool of the dropped graphs must not be recorded into again); the same for
+    the speculative step's graphs."""
+    torch.manual_seed(0)
+    model = MiMoForCausalLM(preset("gpu")).cuda().eval()
+    params = SamplingParams(temperature=0, max_new_tokens=40)
+    prompts = random_prompts(6, model.config.vocab_size, seed=2)
+    held = []
+    for round_ in range(4):
+        eager = [c.tokens for c in generate(model, prompts, params, decode="eager")]
+        graphs = generate(model, prompts, params, decode="graphs")
+        assert [c.tokens for c in graphs] == eager, round_
+        spec, _ = speculative_generate(model, prompts[0], params, num_draft=1, step="graphs")
+        assert spec.tokens == eager[0], round_
+        held.append(graphs)
+        with torch.no_grad():                  # an optimiser step's worth of change
+            for p in model.parameters():
+                p.add_(torch.randn_like(p), alpha=1e-2)

@@ -75,9 +75,16 @@ class DecodeGraphs:
         self.holder = None                                 # weakref to the engine using it
 
     def use(self, decoder: FusedDecoder) -> None:
-        """Decode with `decoder` from now on; steps recorded with another decoder are dropped."""
+        """Decode with `decoder` from now on; steps recorded with another decoder are dropped.
+
+        With them goes their memory pool: once the last graph recorded into a pool is freed, the
+        allocator keeps the pool only until its blocks are (the old logits may still be held) and
+        refuses to record into it again, so the new decoder's steps get a new pool.
+        """
         if decoder is not self.decoder:
             self.decoder, self.steps = decoder, {}
+            if self.capture:
+                self.pool = torch.cuda.graph_pool_handle()
 
     def decode(self, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Logits (n, V) after token ids[r] at position lengths[r] of cache row r, r < n."""

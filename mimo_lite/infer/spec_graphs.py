@@ -55,9 +55,12 @@ class SpeculativeGraphs:
         self.pool = torch.cuda.graph_pool_handle() if capture else None
 
     def use(self, decoder: FusedDecoder) -> None:
-        """Decode with `decoder` from now on; steps recorded with another one are dropped."""
+        """Decode with `decoder` from now on; steps recorded with another one are dropped, and
+        recorded anew into a new pool (see `DecodeGraphs.use`)."""
         if decoder is not self.decoder:
             self.decoder, self.steps = decoder, {}
+            if self.capture:
+                self.pool = torch.cuda.graph_pool_handle()
 
     def start(self, n: int, tokens: list[int], hidden: torch.Tensor) -> None:
         """The state after a prefill: the main model has read n tokens; `tokens` are x_{n-K}..x_n
