@@ -209,17 +209,23 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "notebooks":
             run_notebooks(args.profile, args.only, args.runs, overrides=overrides, resume=args.resume)
         elif args.command == "pretrain":
+            from .train import parallel
             from .train.pretrain import ensure_base_model, run_control
             profile = load_profile(args.config, overrides)
-            ensure_base_model(profile, args.runs)
-            if args.control:
-                run_control(profile, args.runs)
+            with parallel.session():                 # under torchrun: every rank leaves the group
+                ensure_base_model(profile, args.runs)
+                if args.control:
+                    run_control(profile, args.runs)
         elif args.command == "sft":
+            from .train import parallel
             from .train.sft import ensure_sft_model
-            print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
+            with parallel.session():
+                print(ensure_sft_model(load_profile(args.config, overrides), args.runs, args.variant))
         elif args.command == "grpo":
             from .rl.runs import ensure_rl_model
-            print(ensure_rl_model(load_profile(args.config, overrides), args.start, args.runs))
+            from .train import parallel
+            with parallel.session():
+                print(ensure_rl_model(load_profile(args.config, overrides), args.start, args.runs))
         elif args.command == "eval":
             run_eval(args)
         elif args.command == "report":

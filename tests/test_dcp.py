@@ -35,56 +35,56 @@ from mimo_lite.train import checkpoint, parallel
 from mimo_lite.train.loop import train
 from mimo_lite.train.run import Run
 torch.set_num_threads(1)
-rank, world = parallel.init()
-out = Path({out!r})
-cfg = pretrain_helpers.tiny_config(**{config!r})
+with parallel.session() as (rank, world):
+    out = Path({out!r})
+    cfg = pretrain_helpers.tiny_config(**{config!r})
 
-def run(folder, asynchronous=False):
-    model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu")
-    train(model, cfg, pretrain_helpers.streams, pretrain_helpers.SEQ_LENS, out / folder,
-          max_steps={steps}, progress=False, async_checkpoints=asynchronous)
+    def run(folder, asynchronous=False):
+        model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu")
+        train(model, cfg, pretrain_helpers.streams, pretrain_helpers.SEQ_LENS, out / folder,
+              max_steps={steps}, progress=False, async_checkpoints=asynchronous)
 
-run("straight")                                   # steps 1-3, a sharded checkpoint at step 2
-if rank == 0:
-    shutil.copytree(out / "straight", out / "resumed")
-parallel.barrier()
-run("resumed")                                    # resumes from step 2, trains step 3
-run("async", True)                                # the same, its checkpoints written in the background
-if rank == 0:
-    shutil.copytree(out / "async", out / "async_resumed")
-parallel.barrier()
-run("async_resumed", True)
+    run("straight")                                   # steps 1-3, a sharded checkpoint at step 2
+    if rank == 0:
+        shutil.copytree(out / "straight", out / "resumed")
+    parallel.barrier()
+    run("resumed")                                    # resumes from step 2, trains step 3
+    run("async", True)                                # the same, its checkpoints written in the background
+    if rank == 0:
+        shutil.copytree(out / "async", out / "async_resumed")
+    parallel.barrier()
+    run("async_resumed", True)
 
-model = parallel.build_sharded(pretrain_helpers.tiny_model_config(), 0, "cpu")
-weights = parallel.full_state_dict(model)
-if rank == 0:
-    torch.save(weights, out / "meta_init.pt")
+    model = parallel.build_sharded(pretrain_helpers.tiny_model_config(), 0, "cpu")
+    weights = parallel.full_state_dict(model)
+    if rank == 0:
+        torch.save(weights, out / "meta_init.pt")
 
-# each rank's RNG: seeded apart, saved, drawn from, scrambled, restored, drawn from again
-optimizer = torch.optim.AdamW(model.parameters())
-torch.manual_seed(100 + rank)
-checkpoint.save(out / "rng", 1, model, optimizer, {{}})
-before = torch.rand(3).tolist()
-torch.manual_seed(12345)
-checkpoint.load(out / "rng" / "step-00000001", model, optimizer)
-(out / f"rng-{{rank}}.json").write_text(json.dumps([before, torch.rand(3).tolist()]))
+    # each rank's RNG: seeded apart, saved, drawn from, scrambled, restored, drawn from again
+    optimizer = torch.optim.AdamW(model.parameters())
+    torch.manual_seed(100 + rank)
+    checkpoint.save(out / "rng", 1, model, optimizer, {{}})
+    before = torch.rand(3).tolist()
+    torch.manual_seed(12345)
+    checkpoint.load(out / "rng" / "step-00000001", model, optimizer)
+    (out / f"rng-{{rank}}.json").write_text(json.dumps([before, torch.rand(3).tolist()]))
 
-# bfloat16: the units gather their weights in bf16 (MixedPrecisionPolicy); the sharded master
-# weights and their gradients stay fp32
-model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu", torch.bfloat16)
-bf16 = Run(out / "bf16", model, lr=1e-3, dtype=torch.bfloat16, progress=False)
-gathered = set()
-model.model.layers[0].mlp.down_proj.register_forward_hook(
-    lambda m, i, o: gathered.add(str(m.weight.dtype)))
-rows = pretrain_helpers.streams(1, 0).take(4)[rank::world]
-with bf16.autocast:
-    bf16.forward(rows, labels=rows).loss.backward()
-dtypes = {{"gathered": sorted(gathered),
-          "sharded": sorted({{str(p.dtype) for p in model.parameters()}}),
-          "gradients": sorted({{str(p.grad.dtype) for p in model.parameters()}})}}
-bf16.optimizer_step(1.0)
-if rank == 0:
-    (out / "bf16.json").write_text(json.dumps(dtypes))
+    # bfloat16: the units gather their weights in bf16 (MixedPrecisionPolicy); the sharded master
+    # weights and their gradients stay fp32
+    model = parallel.build(pretrain_helpers.tiny_model_config(), 0, "cpu", torch.bfloat16)
+    bf16 = Run(out / "bf16", model, lr=1e-3, dtype=torch.bfloat16, progress=False)
+    gathered = set()
+    model.model.layers[0].mlp.down_proj.register_forward_hook(
+        lambda m, i, o: gathered.add(str(m.weight.dtype)))
+    rows = pretrain_helpers.streams(1, 0).take(4)[rank::world]
+    with bf16.autocast:
+        bf16.forward(rows, labels=rows).loss.backward()
+    dtypes = {{"gathered": sorted(gathered),
+              "sharded": sorted({{str(p.dtype) for p in model.parameters()}}),
+              "gradients": sorted({{str(p.grad.dtype) for p in model.parameters()}})}}
+    bf16.optimizer_step(1.0)
+    if rank == 0:
+        (out / "bf16.json").write_text(json.dumps(dtypes))
 """
 
 

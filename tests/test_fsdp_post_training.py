@@ -57,34 +57,34 @@ from mimo_lite.rl.trainer import train_grpo
 from mimo_lite.train import parallel
 from mimo_lite.train.sft import train_sft
 torch.set_num_threads(1)
-rank, world = parallel.init()
-out = Path({out!r})
+with parallel.session() as (rank, world):
+    out = Path({out!r})
 
-# a trained model's checkpoint, loaded sharded: every rank holds its shards of the file's weights
-model = parallel.load_pretrained(out / "saved", "cpu")
-loaded = parallel.full_state_dict(model)
-if rank == 0:
-    saved = load_file(out / "saved" / "model.safetensors")
-    same = sorted(loaded) == sorted(saved) and all(torch.equal(loaded[k], saved[k]) for k in saved)
-    (out / "loaded.json").write_text(json.dumps({{"same": same,
-        "sharded": type(model.lm_head.weight).__name__}}))
-train_sft(model, sft_examples(), SFTSection(**SFT), out / "sft", pad_id=0, max_steps=1, progress=False)
+    # a trained model's checkpoint, loaded sharded: every rank holds its shards of the file's weights
+    model = parallel.load_pretrained(out / "saved", "cpu")
+    loaded = parallel.full_state_dict(model)
+    if rank == 0:
+        saved = load_file(out / "saved" / "model.safetensors")
+        same = sorted(loaded) == sorted(saved) and all(torch.equal(loaded[k], saved[k]) for k in saved)
+        (out / "loaded.json").write_text(json.dumps({{"same": same,
+            "sharded": type(model.lm_head.weight).__name__}}))
+    train_sft(model, sft_examples(), SFTSection(**SFT), out / "sft", pad_id=0, max_steps=1, progress=False)
 
-train_grpo(tiny_model(), FakeTokenizer(), [{{"id": f"p{{i}}", "prompt": str(i)}} for i in range(8)],
-           RLSection(**GRPO), out / "grpo", steps=2, seed=0,
-           executor=InlineExecutor(small_token_reward), progress=False)
+    train_grpo(tiny_model(), FakeTokenizer(), [{{"id": f"p{{i}}", "prompt": str(i)}} for i in range(8)],
+               RLSection(**GRPO), out / "grpo", steps=2, seed=0,
+               executor=InlineExecutor(small_token_reward), progress=False)
 
-# one batch's gradients, without and with activation checkpointing
-model = parallel.build_sharded(pretrain_helpers.tiny_model_config(), 0, "cpu")
-rows = pretrain_helpers.streams(1, 0).take(8)[rank::world]
-grads = []
-for on in (False, True):
-    model.model.activation_checkpointing = on
-    (model(rows, labels=rows).loss / world).backward()
-    grads.append({{n: p.grad.full_tensor() for n, p in model.named_parameters()}})
-    model.zero_grad(set_to_none=True)
-if rank == 0:
-    torch.save(grads, out / "checkpointing.pt")
+    # one batch's gradients, without and with activation checkpointing
+    model = parallel.build_sharded(pretrain_helpers.tiny_model_config(), 0, "cpu")
+    rows = pretrain_helpers.streams(1, 0).take(8)[rank::world]
+    grads = []
+    for on in (False, True):
+        model.model.activation_checkpointing = on
+        (model(rows, labels=rows).loss / world).backward()
+        grads.append({{n: p.grad.full_tensor() for n, p in model.named_parameters()}})
+        model.zero_grad(set_to_none=True)
+    if rank == 0:
+        torch.save(grads, out / "checkpointing.pt")
 """
 
 

@@ -135,22 +135,20 @@ import pretrain_helpers
 from mimo_lite.train import parallel
 from mimo_lite.rl.weight_sync import weight_chunks
 torch.set_num_threads(1)
-parallel.init()
-torch.manual_seed(0)
-model = parallel.shard(pretrain_helpers.tiny_model())
-torch.manual_seed(0)
-whole = pretrain_helpers.tiny_model()
-chunks = list(weight_chunks(model, chunk_bytes=8192))
-if parallel.rank() == 0:
-    sent = dict(t for c in chunks for t in c)
-    want = {{k: v for k, v in whole.state_dict().items() if not k.startswith("model.mtp_layers.")}}
-    assert sorted(sent) == sorted(want), (sorted(sent), sorted(want))
-    assert all(torch.equal(sent[k], want[k]) for k in want)
-    assert len(chunks) > 1
-else:
-    assert chunks == []
-parallel.barrier()
-torch.distributed.destroy_process_group()
+with parallel.session():
+    torch.manual_seed(0)
+    model = parallel.shard(pretrain_helpers.tiny_model())
+    torch.manual_seed(0)
+    whole = pretrain_helpers.tiny_model()
+    chunks = list(weight_chunks(model, chunk_bytes=8192))
+    if parallel.rank() == 0:
+        sent = dict(t for c in chunks for t in c)
+        want = {{k: v for k, v in whole.state_dict().items() if not k.startswith("model.mtp_layers.")}}
+        assert sorted(sent) == sorted(want), (sorted(sent), sorted(want))
+        assert all(torch.equal(sent[k], want[k]) for k in want)
+        assert len(chunks) > 1
+    else:
+        assert chunks == []
 """
 
 

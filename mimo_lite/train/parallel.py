@@ -11,10 +11,14 @@ sharded, and each rank fills only its own shards (`build_sharded`), with the sam
 at every world size. A run that starts from a trained model (SFT, GRPO) gets it from
 `load_pretrained`: whole in one process, sharded under torchrun, each rank reading only what
 its shards need.
+
+An entry point that runs under torchrun wraps its work in `with session():`, so every rank leaves
+the process group (`close`) before the interpreter exits, with no gloo or NCCL thread left running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -32,6 +36,25 @@ def init() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return rank(), world_size()
+
+
+@contextlib.contextmanager
+def session():
+    """`init()` for a `with` block, yielding (rank, world size); when the block ends, the process
+    group it joined is closed (`close`). An exception leaves the group to torchrun, which stops
+    the other ranks: a barrier or a teardown there could wait for them forever."""
+    joined = not dist.is_initialized()
+    yield init()
+    if joined:
+        close()
+
+
+def close() -> None:
+    """Leave the process group once every rank has reached this point (nothing in one process)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        _side_group.clear()
 
 
 def rank() -> int:
