@@ -12,8 +12,9 @@ at every world size. A run that starts from a trained model (SFT, GRPO) gets it 
 `load_pretrained`: whole in one process, sharded under torchrun, each rank reading only what
 its shards need.
 
-An entry point that runs under torchrun wraps its work in `with session():`, so every rank leaves
-the process group (`close`) before the interpreter exits, with no gloo or NCCL thread left running.
+An entry point that runs under torchrun wraps its work in `with session():`. At its end every
+rank waits for the others and leaves the process group (`close`), so no collective is still being
+finished by a backend thread while the interpreter shuts down (with gloo that can abort a rank).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def session():
 
 
 def close() -> None:
-    """Leave the process group once every rank has reached this point (nothing in one process)."""
+    """Wait for every rank, and so for every collective issued before, then leave the process
+    group (nothing in one process)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
