@@ -136,3 +136,30 @@ def test_the_control_reads_its_flat_mixture_after_stage_1_at_the_short_context(t
     assert sorted({m["stage"] for m in metrics}) == [1, 2, 3]
     assert {m["seq_len"] for m in metrics} == {16}                     # never stage 3's 32
     assert model.config.rope_parameters["rope_theta"] == 10_000.0
+
+
+def test_the_compiled_forward_gets_the_same_arguments_at_every_step(tmp_path, monkeypatch):
+    """λ of L_main + λ·L_mtp changes once in the run (0.3 → 0.1); a Python value that changes
+    is guarded by torch.compile, so passing λ into the compiled forward compiled the model again at
+    the switch (two minutes on a GPU). The loop applies λ itself; the forward's non-tensor
+    arguments stay fixed, and the logged loss is main + λ·mtp with the schedule's λ."""
+    from mimo_lite.train.loop import train
+
+    seen = []
+
+    def recording_compile(model, **_):
+        def forward(*args, **kwargs):
+            seen.append({k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)})
+            return model(*args, **kwargs)
+        return forward
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    torch.manual_seed(0)
+    cfg = pretrain_helpers.tiny_config(total_tokens=8_000)
+    train(pretrain_helpers.tiny_model(), cfg, pretrain_helpers.streams, pretrain_helpers.SEQ_LENS,
+          tmp_path, progress=False, compile=True)
+    assert len(seen) > 10 and all(kwargs == seen[0] for kwargs in seen)
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
+    assert {m["mtp_loss_weight"] for m in metrics} == {0.3, 0.1}
+    for m in metrics:
+        assert m["loss"] == pytest.approx(m["main_loss"] + m["mtp_loss_weight"] * m["mtp_loss"], rel=1e-5)

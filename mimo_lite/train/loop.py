@@ -99,12 +99,15 @@ def train(model, cfg: PretrainSection, streams: Callable[[int | str, int], Token
         totals = torch.zeros(5)     # loss, main, mtp: means over this rank's rows; MTP hits, positions
         for micro in batch.split(cfg.micro_batch):
             with run.autocast:
-                out = run.forward(micro, labels=micro, mtp_loss_weight=mtp_loss_weight)
+                out = run.forward(micro, labels=micro)
+                # λ·L_mtp here, not inside the forward: λ changes once in the run, and a compiled
+                # forward that took it as an argument would be compiled again at the switch
+                loss = out.main_loss if out.mtp_loss is None else out.main_loss + mtp_loss_weight * out.mtp_loss
             share = micro.shape[0] / batch.shape[0]                   # mean over this rank's rows
-            (out.loss * share).backward()
+            (loss * share).backward()
             with torch.no_grad():
                 hit, count = mtp_top1(out.mtp_logits, micro)
-            totals += torch.tensor([out.loss.item() * share, out.main_loss.item() * share,
+            totals += torch.tensor([loss.item() * share, out.main_loss.item() * share,
                                     (out.mtp_loss.item() if out.mtp_loss is not None else 0.0) * share,
                                     hit, count])
         totals = parallel.sum_over_ranks(totals)                      # the whole batch
