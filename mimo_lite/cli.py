@@ -98,6 +98,7 @@ def run_eval(args) -> list[dict]:
         tokenizer = AutoTokenizer.from_pretrained(model)
     else:
         model, tokenizer = load_checkpoint(args.model, args.profile, args.runs)
+        model = model.to(args.device or load_profile(args.profile).torch_device)
     out = Path(args.out) if args.out else eval_dir(args.profile, args.model, args.suite, args.runs)
     print(f"[mimo-lite] {len(problems)} problems of {args.suite}, {args.model} -> {out}", flush=True)
     table = evaluate(model, problems, out, k=tuple(args.k), samples=args.samples, tokenizer=tokenizer,
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--limit", type=int, default=None, help="the first N problems only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None,
+                   help="engine only: where the model generates (default: the profile's device, "
+                        "a GPU when there is one)")
     p.add_argument("--backend", choices=("engine", "vllm"), default="engine",
                    help="who generates: the kit's engine, or vLLM serving the checkpoint (scaled env)")
     p.add_argument("--speculative", action="store_true",

@@ -40,3 +40,14 @@ def test_names_in_the_records_are_notebooks():
     assert set(OWNERS.values()) <= numbers
     for solution in (NOTEBOOKS / "solutions").glob("*_solutions.ipynb"):
         assert solution.stem.removesuffix("_solutions") in stems, solution.name
+
+
+def test_every_model_a_notebook_loads_goes_to_the_profiles_device():
+    """A model loaded in a notebook stays on the CPU unless moved: at `gpu` notebook 09 generated
+    its Table 2 workload with the 96M model on the CPU (over 18 minutes, unfinished) while the
+    benchmark, which moves it, took 137 s. Every `MiMoForCausalLM.from_pretrained(...)` is moved."""
+    for path in find_notebooks(NOTEBOOKS):
+        for cell in json.loads(path.read_text())["cells"]:
+            for line in "".join(cell["source"]).splitlines():
+                if "MiMoForCausalLM.from_pretrained(" in line:
+                    assert ".to(" in line, f"{path.name}: {line.strip()}"
