@@ -44,8 +44,9 @@ def test_names_in_the_records_are_notebooks():
 
 def test_every_model_a_notebook_loads_goes_to_the_profiles_device():
     """A model loaded in a notebook stays on the CPU unless moved: at `gpu` notebook 09 generated
-    its Table 2 workload with the 96M model on the CPU (over 18 minutes, unfinished) while the
-    benchmark, which moves it, took 137 s. Every `MiMoForCausalLM.from_pretrained(...)` is moved."""
+    its Table 2 workload with the 96M model on the CPU (unfinished after 18 minutes; the benchmark,
+    which moves it, measures a code-only variant in 137 s). Every `MiMoForCausalLM.from_pretrained(...)`
+    is moved."""
     for path in find_notebooks(NOTEBOOKS):
         for cell in json.loads(path.read_text())["cells"]:
             for line in "".join(cell["source"]).splitlines():
