@@ -300,6 +300,10 @@ class SFTSection:
     max_candidates: int = setting(12, "≥ 1")        # teacher replies per query before cleaning, drawn 1..this
     incomplete_rate: float = setting(0.1, "[0, 1]") # share of replies the teacher cuts off mid-thought
     max_per_query: int = setting(8, "≥ 1")          # the report's cap on responses per query
+    keep_code_variants: bool = setting(False, fingerprint=False)
+    #                               decontamination drops only the held-out code problems, not their
+    #                               family's other variants (same template, other constants); it
+    #                               enters the SFT data's fingerprint, and through it the model's
     seq_len: int = setting(512, "≥ 8")              # packed row length (the report packs to 32,768)
     batch_tokens: int = setting(4096, "≥ 1")        # tokens per optimiser step (the report: 128 × 32,768)
     micro_batch: int = setting(8, "≥ 1")            # rows per forward pass

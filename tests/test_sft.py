@@ -104,6 +104,35 @@ def test_bad_conversations_are_skipped_counted_and_never_truncated(tok):
         prepare(records[3:], tok, 128)
 
 
+def test_held_out_code_variants_take_their_family_out_unless_only_they_are_removed():
+    """A tier-2 family's variants share a long template: the 16-gram rule removes the whole
+    family from SFT when one variant is held out; `heldout_code_ids` removes that variant alone."""
+    from mimo_lite.tasks.problems import code_problems
+
+    raw = raw_sft_pool(math_per_tier=[4, 0, 0, 0], code_families=9, code_variants=[0, 10],
+                       max_candidates=2, incomplete_rate=0.0, seed=0)
+    problems = {p["id"]: p for p in code_problems(9, [0, 10], typical_tests=1, every_variant=True)}
+    families = {}
+    for p in problems.values():
+        families.setdefault(p["family"], []).append(p["id"])
+    held = [ids[0] for ids in families.values() if len(ids) >= 3]
+    assert len(held) >= 3
+    math_prompt = next(r["prompt"] for r in raw if r["domain"] == "math")
+    eval_prompts = [problems[i]["prompt"] for i in held] + [math_prompt]
+    held_families = {problems[i]["family"] for i in held}
+
+    def queries(kept, family):
+        return {r["query_id"] for r in kept if r["domain"] == "code" and problems[r["query_id"]]["family"] == family}
+
+    strict, report = clean_sft(raw, eval_prompts)
+    assert all(not queries(strict, f) for f in held_families)             # whole families gone
+    kept, report = clean_sft(raw, eval_prompts, heldout_code_ids=set(held))
+    for family in held_families:
+        assert queries(kept, family) == set(families[family]) - set(held)  # all but the held-out one
+    assert report["decontamination"]["code_variants_kept"] == sum(len(families[f]) - 1 for f in held_families)
+    assert math_prompt not in {r["prompt"] for r in kept}                  # math: the 16-gram rule as before
+
+
 def test_cleaning_removes_contaminated_incomplete_and_extra_responses():
     raw = raw_sft_pool(math_per_tier=[8, 8, 8, 8], code_families=2, code_variants=[1, 1], max_candidates=12,
                        incomplete_rate=0.3, seed=0)

@@ -312,7 +312,8 @@ def sft_data_fingerprint(profile) -> str:
     cfg = profile.sft
     return fingerprint("sft-data", FORMAT["sft_data"], problems_key(profile), cfg.queries_per_tier,
                        profile.problems.code_families, profile.problems.code_variants,
-                       cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed)
+                       cfg.max_candidates, cfg.incomplete_rate, cfg.max_per_query, profile.seed,
+                       *(["keep_code_variants"] if cfg.keep_code_variants else []))
 
 
 def variant_tokens(cfg, variant: str) -> int:
@@ -340,7 +341,9 @@ def ensure_sft_data(profile, runs_root=None) -> Path:
     profile = as_profile(profile)
     cfg = profile.sft
     problems = ensure_problems(profile, runs_root)
-    eval_prompts = [p["prompt"] for p in load_problems(problems / "heldout.jsonl")]
+    heldout = load_problems(problems / "heldout.jsonl")
+    eval_prompts = [p["prompt"] for p in heldout]
+    code_ids = {p["id"] for p in heldout if p["domain"] == "code"} if cfg.keep_code_variants else None
     folder = runs_dir(profile.name, runs_root) / "sft" / "data"
     digest = sft_data_fingerprint(profile)
     if not current(folder, digest):
@@ -348,7 +351,7 @@ def ensure_sft_data(profile, runs_root=None) -> Path:
                            profile.problems.code_variants, cfg.max_candidates,
                            cfg.incomplete_rate, profile.seed)
         kept, report = clean_sft(raw, eval_prompts, n=16, max_per_query=cfg.max_per_query,
-                                 seed=profile.seed)
+                                 seed=profile.seed, heldout_code_ids=code_ids)
         with building(folder, digest) as tmp:
             for name, rows in (("full", kept), ("light", light_sft(kept))):
                 (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
