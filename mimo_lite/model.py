@@ -85,9 +85,14 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)                                  # (B, K, S, d)
+        # a branch, not `is_causal=T > 1`: with dynamic shapes T is symbolic and SDPA takes
+        # only a real bool; torch.compile turns the branch into a guard on T
+        causal = False
+        if mask is None and T > 1:
+            causal = True
         # softmax(q kᵀ / √d + mask) v, each group of H/K query heads reading one KV head
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+            q, k, v, attn_mask=mask, is_causal=causal,
             enable_gqa=self.n_heads != self.n_kv_heads)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
 

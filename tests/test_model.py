@@ -180,6 +180,16 @@ def test_training_forward_compiles_without_graph_breaks():
     torch.testing.assert_close(compiled(ids, labels=ids).loss, model(ids, labels=ids).loss)
 
 
+def test_forward_compiles_with_dynamic_sequence_length():
+    # once torch.compile has seen two lengths it makes T symbolic; `is_causal=T > 1` then hands
+    # SDPA a SymBool and the whole graph fails (seen on a GPU in a process that compiled twice)
+    model = random_model().train()
+    compiled = torch.compile(model, backend="eager", fullgraph=True, dynamic=True)
+    for T in (16, 24):
+        ids = torch.randint(0, model.config.vocab_size, (2, T))
+        torch.testing.assert_close(compiled(ids, labels=ids).loss, model(ids, labels=ids).loss)
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(num_attention_heads=6, num_key_value_heads=4, hidden_size=96), "not divisible"),
     (dict(head_dim=24), "does not equal hidden_size"),
