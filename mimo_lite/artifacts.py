@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -104,6 +106,68 @@ def building(folder: Path, digest: str, **info):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_held: dict[str, int] = {}      # the locks this process holds, and how deeply
+
+
+@contextlib.contextmanager
+def claim(lock: Path):
+    """Hold `lock` (a file) exclusively among processes; re-entrant within one process.
+
+    Without it, two commands started together on a fresh `runs/` (two GRPO runs, a notebook
+    beside them) each build the same artifact and swap their copies into place over each
+    other's half-read files. Under torchrun the ranks build together, so no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:                 # not a POSIX system: one command at a time
+        fcntl = None
+    key = str(Path(lock).resolve())
+    if fcntl is None or _held.get(key) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _held[key] = _held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    Path(lock).parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[mimo-lite] another process is building {Path(lock).name[1:-5]} in "
+                  f"{Path(lock).parent}: waiting for it", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def one_builder(name):
+    """Decorate an `ensure_*(profile, ..., runs_root=None, ...)` so that one process at a time
+    runs it for a profile: the others wait, then find the artifact current and load it.
+    `name` names the lock (`runs/<profile>/.<name>.lock`), or is a function of the call's
+    arguments for builders with several artifacts (the SFT variants, the GRPO runs)."""
+    def wrap(ensure):
+        signature = inspect.signature(ensure)
+
+        @functools.wraps(ensure)
+        def ensured(*args, **kwargs):
+            from .profile import as_profile
+
+            call = signature.bind(*args, **kwargs)
+            call.apply_defaults()
+            arguments = call.arguments
+            label = name(arguments) if callable(name) else name
+            root = runs_dir(as_profile(arguments["profile"]).name, arguments.get("runs_root"))
+            with claim(root / f".{label}.lock"):
+                return ensure(*args, **kwargs)
+        return ensured
+    return wrap
 
 
 def run_folder(folder: Path, digest: str) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .chat import CHAT_TEMPLATE, IM_END, PAD, SPECIAL_TOKENS, THINK_TOKENS
+from .artifacts import one_builder
 
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS + THINK_TOKENS))
 
@@ -75,6 +76,7 @@ def tokenizer_fingerprint(profile) -> str:
                        model.vocab_size, model.max_position_embeddings)
 
 
+@one_builder("tokenizer")
 def ensure_tokenizer(profile, runs_root: str | Path | None = None):
     """Build or load `runs/<profile>/tokenizer/` (loadable with `AutoTokenizer.from_pretrained`).
 

@@ -95,3 +95,44 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     for p in left:
         os.kill(p, 9)
     assert not left, f"workers {left} outlived their killed parent"
+
+
+# --- one builder per artifact: commands started together wait for each other's builds ---
+
+def _build_slowly(profile, runs_root=None):
+    """A stand-in `ensure_*`: builds `marker` once (slowly), and says whether this call built it."""
+    import time
+    from pathlib import Path
+
+    from mimo_lite.artifacts import runs_dir
+
+    marker = runs_dir(profile, runs_root) / "slow" / "BUILT"
+    if marker.exists():
+        return "loaded", os.getpid()
+    time.sleep(1.0)                                   # long enough for the other call to arrive
+    Path(marker).parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    return "built", os.getpid()
+
+
+def _ensure_slow(profile, runs_root=None):
+    from mimo_lite.artifacts import one_builder
+    return one_builder("slow")(_build_slowly)(profile, runs_root)
+
+
+def test_two_processes_ensuring_one_artifact_build_it_once(tmp_path):
+    calls = [functools.partial(_ensure_slow, "smoke", tmp_path)] * 2
+    outcomes = build_all(calls, processes=2)
+    assert sorted(kind for kind, _ in outcomes) == ["built", "loaded"]   # unlocked: built, built
+    assert outcomes[0][1] != outcomes[1][1]                              # two processes
+    assert (tmp_path / "smoke" / ".slow.lock").exists()
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path):
+    from mimo_lite.artifacts import claim
+
+    lock = tmp_path / ".x.lock"
+    with claim(lock), claim(lock):                    # a builder calling another of the same name
+        pass
+    with claim(lock):                                 # and released afterwards
+        pass

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import FORMAT, building, current, fingerprint, quiet_datasets, runs_dir, write_json
+from ..artifacts import FORMAT, one_builder, building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, DataSection, as_profile
 from ..tasks.decontamination import contaminated
 from ..tasks.problems import heldout_texts, suite_digest
@@ -174,6 +174,7 @@ def corpus_fingerprint(profile) -> str:
     return fingerprint("corpus", FORMAT["corpus"], profile.data, profile.seed, suite_digest(profile))
 
 
+@one_builder("corpus")
 def ensure_corpus(profile, runs_root: str | Path | None = None) -> Corpus:
     """Build or load `runs/<profile>/corpus/` (see the module docstring for what it holds).
 

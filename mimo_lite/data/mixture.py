@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import FORMAT, building, current, fingerprint, quiet_datasets, runs_dir, write_json
+from ..artifacts import FORMAT, one_builder, building, current, fingerprint, quiet_datasets, runs_dir, write_json
 from ..profile import DOMAINS, StageSection, as_profile
 from .corpus import KEEP, ensure_corpus
 
@@ -94,6 +94,7 @@ def packed_fingerprint(profile) -> str:
     return fingerprint("packed", FORMAT["packed"], tokenizer_fingerprint(profile), stages, profile.seed)
 
 
+@one_builder("packed")
 def ensure_packed(profile, runs_root: str | Path | None = None) -> Path:
     """Build or load `runs/<profile>/corpus/packed/`: per stage and domain, rows of tokens.
 

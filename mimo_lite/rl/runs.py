@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import torch
 
-from ..artifacts import (FORMAT, build_info, building, current, fingerprint, run_folder, runs_dir,
+from ..artifacts import (FORMAT, one_builder, build_info, building, current, fingerprint, run_folder, runs_dir,
                          write_json)
 from ..profile import as_profile
 from ..train import parallel
@@ -95,6 +95,7 @@ def run_name(start: str, name: str | None = None) -> str:
     return name or {"sft": "rl", "base": "rl_zero"}.get(start, start)
 
 
+@one_builder(lambda call: f"grpo_{run_name(call['start'], call['name'])}")
 def ensure_rl_model(profile, start: str = "sft", runs_root=None, variant: str = "full",
                     name: str | None = None, overrides: dict | None = None,
                     steps: int | None = None, seed: int | None = None, progress: bool = True) -> Path:

@@ -36,7 +36,7 @@ from string import Template
 
 import yaml
 
-from ..artifacts import FORMAT, runs_dir, write_json
+from ..artifacts import FORMAT, one_builder, runs_dir, write_json
 from ..profile import Profile, load_profile
 from .difficulty import grade_problem
 from .rewards import LEVELS
@@ -290,6 +290,7 @@ def problems_key(profile: str | Profile) -> str:
     return _digest(json.dumps([suite_digest(profile), dataclasses.asdict(Limits())]))
 
 
+@one_builder("problems")
 def ensure_problems(profile: str | Profile, runs_root: str | Path | None = None) -> Path:
     """`runs/<profile>/problems/` with both splits and the test grading; built when missing.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import FORMAT, build_all, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import FORMAT, one_builder, build_all, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
@@ -188,6 +188,7 @@ def stage_end_model(profile, stage: int, runs_root: str | Path | None = None,
     return model.to(profile.torch_device).eval()
 
 
+@one_builder("base")
 def ensure_base_model(profile, runs_root: str | Path | None = None, progress: bool = True):
     """The pre-trained base model and tokenizer of `profile` (runs/<profile>/base/), trained if missing."""
     from transformers import AutoTokenizer

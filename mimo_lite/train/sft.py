@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import FORMAT, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import FORMAT, one_builder, building, current, fingerprint, run_folder, runs_dir, write_json
 from ..chat import IM_END
 from ..model import MiMoForCausalLM
 from ..profile import SFTSection, as_profile
@@ -333,6 +333,7 @@ def sft_fingerprint(profile, variant: str) -> str:
                        sft_data_fingerprint(profile), cfg, tokens, profile.seed, profile.dtype)
 
 
+@one_builder("sft_data")
 def ensure_sft_data(profile, runs_root=None) -> Path:
     """Build (or reuse) the cleaned long-CoT set and the light set: runs/<profile>/sft/data/."""
     from ..data.sft import clean_sft, light_sft, raw_sft_pool
@@ -363,6 +364,7 @@ def load_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+@one_builder(lambda call: f"sft_{call['variant']}")
 def ensure_sft_model(profile, runs_root=None, variant: str = "full", progress: bool = True) -> Path:
     """The SFT model of `profile` (runs/<profile>/sft/<variant>/, an HF checkpoint with tokenizer).
 
