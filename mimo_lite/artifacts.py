@@ -157,13 +157,14 @@ def one_builder(name):
 
         @functools.wraps(ensure)
         def ensured(*args, **kwargs):
-            from .profile import as_profile
-
             call = signature.bind(*args, **kwargs)
             call.apply_defaults()
             arguments = call.arguments
             label = name(arguments) if callable(name) else name
-            root = runs_dir(as_profile(arguments["profile"]).name, arguments.get("runs_root"))
+            profile = arguments["profile"]          # a Profile, or its name or file's path
+            profile_name = (Path(profile).stem if isinstance(profile, (str, Path))
+                            else profile.name)
+            root = runs_dir(profile_name, arguments.get("runs_root"))
             with claim(root / f".{label}.lock"):
                 return ensure(*args, **kwargs)
         return ensured
