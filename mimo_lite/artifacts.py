@@ -108,6 +108,11 @@ def building(folder: Path, digest: str, **info):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+try:
+    import fcntl
+except ImportError:                     # not a POSIX system: no locks, one command at a time
+    fcntl = None
+
 _held: dict[str, int] = {}      # the locks this process holds, and how deeply
 
 
@@ -119,13 +124,12 @@ def claim(lock: Path):
     beside them) each build the same artifact and swap their copies into place over each
     other's half-read files. Under torchrun the ranks build together, so no lock is taken.
     """
-    try:
-        import fcntl
-    except ImportError:                 # not a POSIX system: one command at a time
-        fcntl = None
     key = str(Path(lock).resolve())
-    if fcntl is None or _held.get(key) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        _held[key] = _held.get(key, 0) + 1
+    if fcntl is None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    if _held.get(key):
+        _held[key] += 1
         try:
             yield
         finally:
@@ -136,8 +140,7 @@ def claim(lock: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"[mimo-lite] another process is building {Path(lock).name[1:-5]} in "
-                  f"{Path(lock).parent}: waiting for it", flush=True)
+            print(f"[mimo-lite] waiting for another process that is building with {lock}", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         _held[key] = 1
         try:

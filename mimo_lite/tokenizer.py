@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .chat import CHAT_TEMPLATE, IM_END, PAD, SPECIAL_TOKENS, THINK_TOKENS
 from .artifacts import one_builder
+from .chat import CHAT_TEMPLATE, IM_END, PAD, SPECIAL_TOKENS, THINK_TOKENS
 
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS + THINK_TOKENS))
 

@@ -22,7 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import FORMAT, one_builder, building, current, fingerprint, quiet_datasets, runs_dir, write_json
+from ..artifacts import (FORMAT, building, current, fingerprint, one_builder, quiet_datasets,
+                         runs_dir, write_json)
 from ..profile import DOMAINS, DataSection, as_profile
 from ..tasks.decontamination import contaminated
 from ..tasks.problems import heldout_texts, suite_digest

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import FORMAT, one_builder, building, current, fingerprint, quiet_datasets, runs_dir, write_json
+from ..artifacts import (FORMAT, building, current, fingerprint, one_builder, quiet_datasets,
+                         runs_dir, write_json)
 from ..profile import DOMAINS, StageSection, as_profile
 from .corpus import KEEP, ensure_corpus
 

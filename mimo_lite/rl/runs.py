@@ -24,8 +24,8 @@ from types import SimpleNamespace
 
 import torch
 
-from ..artifacts import (FORMAT, one_builder, build_info, building, current, fingerprint, run_folder, runs_dir,
-                         write_json)
+from ..artifacts import (FORMAT, build_info, building, current, fingerprint, one_builder,
+                         run_folder, runs_dir, write_json)
 from ..profile import as_profile
 from ..train import parallel
 from ..train.run import read_metrics

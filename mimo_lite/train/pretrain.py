@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import FORMAT, one_builder, build_all, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import (FORMAT, build_all, building, current, fingerprint, one_builder, run_folder,
+                         runs_dir, write_json)
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel

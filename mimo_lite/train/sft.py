@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import FORMAT, one_builder, building, current, fingerprint, run_folder, runs_dir, write_json
+from ..artifacts import (FORMAT, building, current, fingerprint, one_builder, run_folder, runs_dir,
+                         write_json)
 from ..chat import IM_END
 from ..model import MiMoForCausalLM
 from ..profile import SFTSection, as_profile
