@@ -160,19 +160,26 @@ class Run:
 
 
 def compile_options() -> dict:
-    """Inductor's options for the trainers' `torch.compile`: the defaults, mix-order reduction off.
+    """Inductor's options for the trainers' `torch.compile`: the defaults, two passes off.
 
-    Mix-order reduction (torch ≥ 2.10) fuses a backward's reductions along rows with those along
-    columns, as in an RMSNorm backward. With the MTP loss the main stack's tensors have B·T rows
-    and the MTP layer's B·(T-1) (the last position has no next token to embed). At one sequence
-    per micro-batch, where the batch warm-up starts (B = 1, T = 1024), inductor meets split
-    reductions of 1024 and of 1023 rows in one candidate fusion and stops the first backward with
-    "AssertionError: 1023 v.s. 1024" instead of declining it. Measured on one H200 with torch
-    2.11: that step fails with the pass and compiles without it; 32 sequences compile either way.
+    Both passes trip over the MTP loss: the main stack's tensors have B·T rows and the MTP
+    layer's B·(T-1) (the last position has no next token to embed), and inductor asserts on the
+    two sizes in one candidate fusion instead of declining it. Measured on one H200 with torch 2.11:
+
+    - mix-order reduction (torch ≥ 2.10) fuses a backward's reductions along rows with those
+      along columns, as in an RMSNorm backward. At one sequence per micro-batch, where the batch
+      warm-up starts (B = 1, T = 1024), the first backward stopped with "AssertionError: 1023 v.s.
+      1024"; it compiles without the pass (32 sequences compile either way).
+    - the tiling analysis for memory coalescing (torch ≥ 2.8) asserts that the split sizes of a
+      fused kernel agree. Once the batch warm-up and stage 3's longer context have made B and T
+      symbolic, B·T and B·(T-1) are different expressions, and pre-training stopped at stage 3's
+      first step; it compiles without the pass, and inductor keeps its default tilings
+      (pre-training's throughput with it off: benchmarks/RESULTS.md, seventh lease).
     """
     from torch._inductor import config
 
-    return {"triton.mix_order_reduction": False} if hasattr(config.triton, "mix_order_reduction") else {}
+    wanted = {"mix_order_reduction": False, "coalesce_tiling_analysis": False}
+    return {f"triton.{name}": value for name, value in wanted.items() if hasattr(config.triton, name)}
 
 
 def adamw(model, lr: float, weight_decay: float, betas, fused: bool = False) -> torch.optim.AdamW:
