@@ -40,12 +40,15 @@ class RandomTokens:
 def test_compiled_pretraining_runs_the_batch_warm_up_and_the_stage_change(tmp_path):
     """The gpu model at the gpu profile's contexts (1024, then 4096 in stage 3). The batch warm-up
     starts at one sequence per step, the shape that stopped inductor's mix-order reduction
-    (`run.compile_options`), then takes 2, 3 (micro-batches of 2 and 1) and 4; stage 3 brings the
-    longer context and the larger RoPE base, and with them a recompilation."""
+    (`run.compile_options`), then takes 2, 4 and 8 (micro-batches of 2), which makes the batch
+    size symbolic; stage 3 brings the longer context and the larger RoPE base at two sequences a
+    micro-batch, so that its graph has a symbolic batch size *and* length, the graph that stopped
+    inductor's tiling analysis in the gpu pre-training run. (Ending stage 3 at one sequence, as
+    this test once did, does not reach it: torch.compile specialises a size of 1.)"""
     assert GPU.compile and GPU.torch_dtype == torch.bfloat16
     seq_lens = {s: GPU.data.stage(s).seq_len for s in (1, 2, 3)}
     assert seq_lens == {1: 1024, 2: 1024, 3: 4096}
-    cfg = PretrainSection(total_tokens=20 * 1024, peak_lr=1e-3, batch_tokens=4 * 1024, micro_batch=2,
+    cfg = PretrainSection(total_tokens=32 * 1024, peak_lr=1e-3, batch_tokens=8 * 1024, micro_batch=2,
                           stage_fractions=[0.5, 0.2, 0.3], min_warmup_tokens=8 * 1024, log_every=1,
                           checkpoint_every=1000, heldout_sequences=0)
     torch.manual_seed(0)
@@ -55,7 +58,7 @@ def test_compiled_pretraining_runs_the_batch_warm_up_and_the_stage_change(tmp_pa
                   progress=False)
     metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert state.tokens == cfg.total_tokens
-    assert [m["batch_sequences"] for m in metrics] == [1, 1, 1, 2, 3, 4, 4, 1]
+    assert [m["batch_sequences"] for m in metrics] == [1, 1, 2, 4, 8, 8, 2]
     assert [(m["stage"], m["seq_len"]) for m in metrics][-2:] == [(2, 1024), (3, 4096)]
     assert all(math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"]) for m in metrics)
     assert all(m["mtp_loss"] > 0 for m in metrics)
