@@ -173,8 +173,8 @@ def compile_options() -> dict:
     - the tiling analysis for memory coalescing (torch ≥ 2.8) asserts that the split sizes of a
       fused kernel agree. Once the batch warm-up and stage 3's longer context have made B and T
       symbolic, B·T and B·(T-1) are different expressions, and pre-training stopped at stage 3's
-      first step; it compiles without the pass, and inductor keeps its default tilings
-      (pre-training's throughput with it off: benchmarks/RESULTS.md, seventh lease).
+      first step; it compiles without the pass, and inductor keeps its default tilings (its
+      speed cost is not measured in a paired run; benchmarks/RESULTS.md, seventh lease).
     """
     from torch._inductor import config
 
