@@ -64,13 +64,36 @@ if __name__ == "__main__":   # the process the resume test kills
 def torchrun_two(script, text: str) -> None:
     """Write `text` to `script` and run it as 2 processes on the gloo backend (torchrun); fails
     with the end of their error output when they do."""
+    import json
     import os
     import subprocess
     import sys
 
-    script.write_text(text)
+    script.write_text(text + THREADS_LEFT.format(out=str(script)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", str(script)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
+    for rank in range(2):       # Linux lists a process's threads under /proc
+        left = script.parent / f"{script.name}.threads-{rank}.json"
+        if left.exists():
+            names = json.loads(left.read_text())
+            assert "pt_gloo_runloop" not in names, (
+                f"rank {rank} still runs gloo's worker threads after parallel.session() ended "
+                f"({names}): the process group is still referenced, and a thread left running "
+                "into the interpreter's shutdown can abort the process")
+
+
+# Appended to every 2-process script: the threads each rank still runs once its work has ended
+THREADS_LEFT = """
+import json as _json, os as _os
+if _os.path.isdir("/proc/self/task"):
+    _names = []
+    for _t in _os.listdir("/proc/self/task"):
+        try:
+            _names.append(open(f"/proc/self/task/{{_t}}/comm").read().strip())
+        except OSError:                         # a thread that ended meanwhile
+            pass
+    open({out!r} + f".threads-{{_os.environ['RANK']}}.json", "w").write(_json.dumps(sorted(_names)))
+"""

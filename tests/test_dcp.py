@@ -35,7 +35,9 @@ from mimo_lite.train import checkpoint, parallel
 from mimo_lite.train.loop import train
 from mimo_lite.train.run import Run
 torch.set_num_threads(1)
-with parallel.session() as (rank, world):
+
+
+def main(rank, world):
     out = Path({out!r})
     cfg = pretrain_helpers.tiny_config(**{config!r})
 
@@ -85,6 +87,10 @@ with parallel.session() as (rank, world):
     bf16.optimizer_step(1.0)
     if rank == 0:
         (out / "bf16.json").write_text(json.dumps(dtypes))
+
+
+with parallel.session() as (rank, world):
+    main(rank, world)
 """
 
 

@@ -57,7 +57,9 @@ from mimo_lite.rl.trainer import train_grpo
 from mimo_lite.train import parallel
 from mimo_lite.train.sft import train_sft
 torch.set_num_threads(1)
-with parallel.session() as (rank, world):
+
+
+def main(rank, world):
     out = Path({out!r})
 
     # a trained model's checkpoint, loaded sharded: every rank holds its shards of the file's weights
@@ -85,6 +87,10 @@ with parallel.session() as (rank, world):
         model.zero_grad(set_to_none=True)
     if rank == 0:
         torch.save(grads, out / "checkpointing.pt")
+
+
+with parallel.session() as (rank, world):
+    main(rank, world)
 """
 
 

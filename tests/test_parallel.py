@@ -18,11 +18,17 @@ import pretrain_helpers
 from mimo_lite.train import parallel
 from mimo_lite.train.loop import train
 torch.set_num_threads(1)
-with parallel.session():
+
+
+def main():
     torch.manual_seed(0)
     model = parallel.shard(pretrain_helpers.tiny_model())
     train(model, pretrain_helpers.tiny_config(total_tokens=6000), pretrain_helpers.streams,
           pretrain_helpers.SEQ_LENS, {out!r}, progress=False)
+
+
+with parallel.session():
+    main()
 """
 
 

@@ -135,7 +135,9 @@ import pretrain_helpers
 from mimo_lite.train import parallel
 from mimo_lite.rl.weight_sync import weight_chunks
 torch.set_num_threads(1)
-with parallel.session():
+
+
+def main():
     torch.manual_seed(0)
     model = parallel.shard(pretrain_helpers.tiny_model())
     torch.manual_seed(0)
@@ -149,6 +151,10 @@ with parallel.session():
         assert len(chunks) > 1
     else:
         assert chunks == []
+
+
+with parallel.session():
+    main()
 """
 
 

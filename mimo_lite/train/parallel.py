@@ -12,15 +12,18 @@ at every world size. A run that starts from a trained model (SFT, GRPO) gets it 
 `load_pretrained`: whole in one process, sharded under torchrun, each rank reading only what
 its shards need.
 
-An entry point that runs under torchrun wraps its work in `with session():`. At its end every
-rank waits for the others and leaves the process group (`close`), so no collective is still being
-finished by a backend thread while the interpreter shuts down (with gloo that can abort a rank).
+An entry point that runs under torchrun wraps its work in `with session():`, the work itself in a
+function. At its end every rank waits for the others, leaves the process group and lets go of it
+(`close`), so the backend's worker threads end there and not while the interpreter shuts down:
+a gloo thread still running then can abort a rank ("terminate called without an active
+exception"). A sharded model kept in a module-level variable keeps the group, and its threads, alive.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import os
 from pathlib import Path
@@ -52,11 +55,17 @@ def session():
 
 def close() -> None:
     """Wait for every rank, and so for every collective issued before, then leave the process
-    group (nothing in one process)."""
+    group and drop the references that would keep it alive past the run: the device mesh's (DTensor
+    caches the mesh; newer torch's mesh holds its groups) and reference cycles the finished work
+    left. Nothing in one process."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        for made in _mesh:
+            getattr(made, "_pg_registry", {}).clear()
+        _mesh.clear()
         _side_group.clear()
+        gc.collect()
 
 
 def rank() -> int:
@@ -82,9 +91,20 @@ def shard(model, dtype=torch.float32):
     policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
               if dtype == torch.bfloat16 else MixedPrecisionPolicy())
     for block in [*model.model.layers, *model.model.mtp_layers]:
-        fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(block, mesh=mesh(), mp_policy=policy)
+    fully_shard(model, mesh=mesh(), mp_policy=policy)
     return model
+
+
+_mesh = []
+
+
+def mesh():
+    """The 1-D device mesh over all ranks that every FSDP unit shards on; made once."""
+    if not _mesh:
+        from torch.distributed.device_mesh import init_device_mesh
+        _mesh.append(init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (world_size(),)))
+    return _mesh[0]
 
 
 def build(config, seed: int, device, dtype=torch.float32):
