@@ -68,14 +68,19 @@ def metric(result: dict, name: str, **group) -> dict | None:
     return None
 
 
-def paired_gain(results: dict, better: str, than: str, name: str, domain: str) -> dict:
-    """How much model `better` raises metric `name` over model `than` on `domain`: the mean over
-    problems of the per-problem difference, with a 95% bootstrap interval over problems. Both
-    models answered the same problems, so the difference is paired: what is common to a problem
-    (its difficulty) cancels, and the interval is narrower than the two intervals side by side.
-    Its verdict: "higher" when the interval lies above 0, "lower" below, else "within noise"."""
-    a = {row["id"]: row[name] for row in results[better]["table"] if row["domain"] == domain}
-    b = {row["id"]: row[name] for row in results[than]["table"] if row["domain"] == domain}
+def paired_gain(results: dict, better: str, than: str, name: str, domain: str,
+                tiers=None) -> dict:
+    """How much model `better` raises metric `name` over model `than` on `domain` (only its
+    `tiers`, when given): the mean over problems of the per-problem difference, with a 95%
+    bootstrap interval over problems. Both models answered the same problems, so the difference is
+    paired: what is common to a problem (its difficulty) cancels, and the interval is narrower than
+    the two intervals side by side. Its verdict: "higher" when the interval lies above 0, "lower"
+    below, else "within noise" ("not measured" when no problem is left)."""
+    def rows(model):
+        return {row["id"]: row[name] for row in results[model]["table"]
+                if row["domain"] == domain and (tiers is None or row.get("tier") in tiers)}
+
+    a, b = rows(better), rows(than)
     gain = bootstrap([a[i] - b[i] for i in a if i in b], lambda xs: sum(xs) / len(xs))
     zero = dict(low=0.0, high=0.0)
     return dict(gain, verdict=compare(gain, zero))

@@ -59,6 +59,19 @@ def test_notebook_10_evaluates_the_four_models_and_writes_the_report(run_noteboo
         if key == "rl_vs_sft_math":
             assert g == r["rl_gains"]["rl_vs_sft_math"]["pass_at_1"]
     assert r["paper_rl_over_sft"] is True
+
+    # RL over SFT on the tiers the main RL run trained on and on the others: the two parts are the
+    # domain's problems, split by `rl.math_tiers` / `rl.code_tiers`, each with its own verdict
+    rl = load_profile("smoke").rl
+    for d, tiers in (("math", set(rl.math_tiers)), ("code", set(rl.code_tiers))):
+        parts = {k: g for k, g in r["rl_by_training"].items() if k.split()[0] == d}
+        assert sum(g["n"] for g in parts.values()) == r["problems"][d]
+        for key, g in parts.items():
+            assert key == f"{d} {'trained' if g['trained'] else 'not trained'}"
+            assert all((t in tiers) == g["trained"] for t in g["tiers"])
+            core = {k: v for k, v in g.items() if k not in ("tiers", "trained")}
+            interval(core, -1.0, 1.0)
+            assert g["verdict"] == verdict(g)
     assert 0 <= r["averaged_narrower"] <= 4
 
     # HumanEval through the sandbox: the canonical solution passes, the wrong body fails, and the

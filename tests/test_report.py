@@ -10,7 +10,7 @@ from mimo_lite.cli import main
 from mimo_lite.eval import pass_at_k
 from mimo_lite.eval.intervals import fmt
 from mimo_lite.eval.stage import eval_dir
-from mimo_lite.report import MODELS, PAPER_TABLE5, SUITE, eval_results, metric, write_report
+from mimo_lite.report import MODELS, PAPER_TABLE5, SUITE, eval_results, metric, paired_gain, write_report
 
 SAMPLES = 4
 
@@ -106,3 +106,18 @@ def test_cli_writes_the_report(runs, capsys):
 def test_cli_report_without_runs_stops_with_one_sentence(tmp_path):
     with pytest.raises(SystemExit, match="nothing has run at profile 'smoke' yet"):
         main(["report", "--profile", "smoke", "--runs", str(tmp_path)])
+
+
+def test_paired_gain_keeps_the_tiers_asked_for(runs):
+    results = eval_results("smoke", runs)
+    rows = {m: {r["id"]: r for r in results[m]["table"]} for m in ("rl", "base")}
+    for tiers in ([1], [2], [1, 2]):
+        g = paired_gain(results, "rl", "base", "pass@1", "math", tiers)
+        diffs = [rows["rl"][i]["pass@1"] - rows["base"][i]["pass@1"]
+                 for i in rows["rl"] if rows["rl"][i]["domain"] == "math" and rows["rl"][i]["tier"] in tiers]
+        assert g["n"] == len(diffs) == 3 * len(tiers)
+        assert g["estimate"] == pytest.approx(sum(diffs) / len(diffs))
+    assert paired_gain(results, "rl", "base", "pass@1", "math", [1, 2]) == paired_gain(
+        results, "rl", "base", "pass@1", "math")
+    empty = paired_gain(results, "rl", "base", "pass@1", "math", [3])
+    assert empty["n"] == 0 and empty["verdict"] == "not measured"
