@@ -72,6 +72,10 @@ def test_notebook_10_evaluates_the_four_models_and_writes_the_report(run_noteboo
             core = {k: v for k, v in g.items() if k not in ("tiers", "trained")}
             interval(core, -1.0, 1.0)
             assert g["verdict"] == verdict(g)
+    # notebook 08's own before/after measurement of the same RL model, beside it
+    g8 = r["rl_trained_gain_08"]
+    assert g8["low"] <= g8["estimate"] <= g8["high"] and -1.0 <= g8["low"] and g8["high"] <= 1.0
+    assert g8["verdict"] == verdict(g8)
     assert 0 <= r["averaged_narrower"] <= 4
 
     # HumanEval through the sandbox: the canonical solution passes, the wrong body fails, and the
