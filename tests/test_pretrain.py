@@ -163,3 +163,38 @@ def test_the_compiled_forward_gets_the_same_arguments_at_every_step(tmp_path, mo
     assert {m["mtp_loss_weight"] for m in metrics} == {0.3, 0.1}
     for m in metrics:
         assert m["loss"] == pytest.approx(m["main_loss"] + m["mtp_loss_weight"] * m["mtp_loss"], rel=1e-5)
+
+
+def test_stage_1_of_the_side_by_side_runs_holds_the_base_models_lock(tmp_path, monkeypatch):
+    """`ensure_pretraining` with 2 processes trains stage 1 in the base model's run folder: it must
+    hold the lock `ensure_base_model` takes (another process's pre-training of the profile waits),
+    and let go of it before its worker processes start (one of them takes it again)."""
+    import fcntl
+    import importlib
+
+    from mimo_lite.profile import load_profile
+
+    pretrain = importlib.import_module("mimo_lite.train.pretrain")   # the module, not its function
+
+    lock = tmp_path / "smoke" / ".base.lock"
+    lock.parent.mkdir(parents=True)
+
+    def locked_elsewhere() -> bool:          # flock conflicts between two opens, even in one process
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    seen = {}
+    monkeypatch.setattr(pretrain, "_setup", lambda profile, runs_root: (None,) * 5 + ("digest",))
+    monkeypatch.setattr(pretrain, "current", lambda folder, digest: False)
+    monkeypatch.setattr(pretrain, "_run", lambda *a, **k: seen.setdefault("stage 1", locked_elsewhere()))
+    monkeypatch.setattr(pretrain, "build_all", lambda jobs, processes: seen.setdefault("workers", locked_elsewhere()))
+    monkeypatch.setattr(pretrain, "ensure_base_model", lambda *a: ("model", "tokenizer"))
+    monkeypatch.setattr(pretrain, "run_control", lambda *a: ("control", "state"))
+    profile = load_profile("smoke", {"processes": 2})
+    assert pretrain.ensure_pretraining(profile, tmp_path, progress=False) == ("model", "tokenizer", "control", "state")
+    assert seen == {"stage 1": True, "workers": False}

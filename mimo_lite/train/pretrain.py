@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import (FORMAT, build_all, building, current, fingerprint, one_builder, run_folder,
-                         runs_dir, write_json)
+from ..artifacts import (FORMAT, build_all, building, claim, current, fingerprint, one_builder,
+                         run_folder, runs_dir, write_json)
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
@@ -113,6 +113,7 @@ def pretrain(profile, runs_root: str | Path | None = None, progress: bool = True
     return model, tokenizer, state
 
 
+@one_builder("control")
 def run_control(profile, runs_root=None, progress: bool = True):
     """From stage 1's end, the tokens of stages 2–3 on one flat mixture of their domains.
 
@@ -150,11 +151,15 @@ def ensure_pretraining(profile, runs_root: str | Path | None = None, progress: b
     if profile.processes > 1 and parallel.world_size() == 1:
         tokenizer, config, seq_lens, streams, heldout, digest = _setup(profile, runs_root)
         root = runs_dir(profile.name, runs_root)
-        if not current(root / "base", digest):
-            print(f"[mimo-lite] pre-training stage 1 for profile {profile.name!r}; then stages 2–3 and the "
-                  f"control side by side ({profile.processes} processes)", flush=True)
-            _run(root / "pretrain", digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
-                 progress=progress, stop_at_stage=2)
+        # stage 1 trains in the base model's run folder: under the base model's lock, so never beside
+        # another process's `ensure_base_model` (a `mimo-lite grpo` in a terminal); released before the
+        # workers start, since one of them takes it again
+        with claim(root / ".base.lock"):
+            if not current(root / "base", digest):
+                print(f"[mimo-lite] pre-training stage 1 for profile {profile.name!r}; then stages 2–3 and the "
+                      f"control side by side ({profile.processes} processes)", flush=True)
+                _run(root / "pretrain", digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
+                     progress=progress, stop_at_stage=2)
         build_all([partial(_quietly, ensure_base_model, profile, runs_root),
                    partial(_quietly, run_control, profile, runs_root)], profile.processes)
     model, tokenizer = ensure_base_model(profile, runs_root, progress)
