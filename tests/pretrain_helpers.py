@@ -63,7 +63,8 @@ if __name__ == "__main__":   # the process the resume test kills
 
 def torchrun_two(script, text: str) -> None:
     """Write `text` to `script` and run it as 2 processes on the gloo backend (torchrun); fails
-    with the end of their error output when they do."""
+    with the end of their error output when they do, and when a rank still runs gloo's worker
+    threads once its work has ended (they would run on into the interpreter's shutdown)."""
     import json
     import os
     import subprocess
