@@ -270,6 +270,8 @@ class ProblemsSection:
     #                                               one problem per constant: 10 to 100 of them; 0 leaves a tier out)
     typical_tests: int = setting(10, "≥ 0")       # random typical-case tests per code problem, besides edge and large
     heldout_fraction: float = setting(0.2, "(0, 1)")   # share of each tier (and of the code problems) held out
+    more_code_variants: bool = setting(False)     # tier-2 families take their `more_variants` too (code.yaml):
+    #                                               held-out tier-2 problems then have SFT siblings of their program
 
     def __post_init__(self):
         check_fields(self)

@@ -177,3 +177,36 @@ def test_heldout_texts_cover_the_heldout_split_without_the_sandbox(smoke_problem
     heldout = load_problems(smoke_problems / "heldout.jsonl")
     assert {p["prompt"] for p in heldout} <= texts
     assert {p["solution"] for p in heldout if p["domain"] == "code"} <= texts
+
+
+def test_more_tier2_variants_are_graded_like_the_others_and_only_where_asked():
+    from mimo_lite.tasks.difficulty import grade_problem
+
+    plain = code_problems(families=9, variants=[0, 20], typical_tests=4, seed=0)
+    more = code_problems(families=9, variants=[0, 20], typical_tests=4, seed=0, more_variants=True)
+    extended = {f["family"] for f in code_families() if f.get("more_variants")}
+    assert len(extended) >= 5
+    assert {p["id"] for p in plain} < {p["id"] for p in more}
+    for family in extended:                      # the family's own variants keep their ids and order
+        own = [p for p in plain if p["family"] == family]
+        assert [p["id"] for p in own] == [p["id"] for p in more if p["family"] == family][:len(own)]
+    for p in (p for p in more if p["id"] not in {q["id"] for q in plain}):
+        grade = grade_problem(p, code_solutions(p))
+        for name, passed in zip(grade["solutions"], grade["passed"]):
+            if name == "reference":
+                assert all(passed), p["id"]
+            else:                                # every wrong program fails at least one test
+                assert not all(passed), (p["id"], name)
+
+
+def test_gpu_heldout_tier2_problems_have_siblings_of_their_program_to_learn_from():
+    from mimo_lite.tasks.problems import generated_splits
+
+    train, heldout = generated_splits("gpu")
+    extended = {f["family"] for f in code_families() if f.get("more_variants")}
+    held = [p for p in heldout if p["domain"] == "code" and p["tier"] == 2]
+    assert sum(p["family"] in extended for p in held) >= 0.8 * len(held)
+    for p in held:
+        if p["family"] in extended:          # the family's other constants stay out of the held-out set
+            siblings = [q for q in train if q.get("family") == p["family"]]
+            assert len(siblings) >= 5, (p["id"], len(siblings))

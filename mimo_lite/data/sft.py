@@ -445,17 +445,19 @@ def light_response(problem: dict) -> dict:
 # ---- the raw pool and the paper's three cleaning steps ----------------------------------------
 
 def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: list[int],
-                 max_candidates: int, incomplete_rate: float, seed: int = 0) -> list[dict]:
+                 max_candidates: int, incomplete_rate: float, seed: int = 0,
+                 more_variants: bool = False) -> list[dict]:
     """Teacher replies for freshly drawn queries: 1..max_candidates replies each, before cleaning.
 
-    `math_per_tier[t - 1]` queries of tier t (fewer where a tier has fewer distinct problems).
+    `math_per_tier[t - 1]` queries of tier t (fewer where a tier has fewer distinct problems);
+    every code variant (with the tier-2 `more_variants` if asked).
     """
     rng = random.Random(f"{seed}-sft")
     drawn, queries = math_problems(max(math_per_tier), seed=seed + 1000), []
     for tier, n in enumerate(math_per_tier, 1):
         queries += [p for p in drawn if p["tier"] == tier][:n]
     queries += code_problems(code_families, code_variants, typical_tests=1, seed=seed,
-                             every_variant=True)     # every constant of a tier-1 family
+                             every_variant=True, more_variants=more_variants)     # every constant of a tier-1 family
     records = []
     for problem in queries:
         for reply in responses(problem, rng, rng.randint(1, max_candidates), incomplete_rate):

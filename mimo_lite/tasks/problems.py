@@ -152,11 +152,12 @@ def code_families() -> list[dict]:
     return yaml.safe_load((DATA / "code.yaml").read_text())
 
 
-def family_variants(family: dict) -> list[dict]:
-    """A family's variants: written out (a list), or every integer of each range (a dict)."""
+def family_variants(family: dict, more: bool = False) -> list[dict]:
+    """A family's variants: written out (a list, with its `more_variants` after them if `more`),
+    or every integer of each range (a dict)."""
     variants = family["variants"]
     if isinstance(variants, list):
-        return variants
+        return variants + (family.get("more_variants", []) if more else [])
     ranges = [range(low, high + 1) for low, high in variants.values()]
     return [dict(zip(variants, values)) for values in itertools.product(*ranges)]
 
@@ -170,10 +171,11 @@ def code_solutions(problem: dict) -> dict[str, str]:
 
 
 def code_problems(families: int, variants: list[int], typical_tests: int, seed: int = 0,
-                  every_variant: bool = False) -> list[dict]:
+                  every_variant: bool = False, more_variants: bool = False) -> list[dict]:
     """Code problems of the first `families` families of each tier: `variants[t - 1]` problems per
     family of tier t (a tier-1 family's constants drawn by a seeded shuffle of its range; 0 leaves
-    the tier out), or every variant with `every_variant`. Typical, edge and large tests."""
+    the tier out), or every variant with `every_variant`; `more_variants` adds a tier-2 family's
+    `more_variants` after its own. Typical, edge and large tests."""
     problems = []
     by_tier: dict[int, list[dict]] = {}
     for family in code_families():
@@ -181,7 +183,7 @@ def code_problems(families: int, variants: list[int], typical_tests: int, seed: 
     for tier, tier_families in sorted(by_tier.items()):
         count = variants[tier - 1] if tier <= len(variants) else 0
         for family in tier_families[:families]:
-            indexed = list(enumerate(family_variants(family)))
+            indexed = list(enumerate(family_variants(family, more_variants)))
             if isinstance(family["variants"], dict):        # spread the draw over the range
                 random.Random(f"{seed}-variants-{family['family']}").shuffle(indexed)
             for index, variant in indexed if every_variant and count else indexed[:count]:
@@ -266,7 +268,8 @@ def generated_splits(profile: str | Profile) -> tuple[list[dict], list[dict]]:
     profile = load_profile(profile) if isinstance(profile, str) else profile
     cfg = profile.problems
     math = math_problems(cfg.math_per_tier, profile.seed)
-    code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed)
+    code = code_problems(cfg.code_families, cfg.code_variants, cfg.typical_tests, profile.seed,
+                         more_variants=cfg.more_code_variants)
     return split_problems(math + code, cfg.heldout_fraction, profile.seed)
 
 

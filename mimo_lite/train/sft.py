@@ -351,7 +351,7 @@ def ensure_sft_data(profile, runs_root=None) -> Path:
     if not current(folder, digest):
         raw = raw_sft_pool(cfg.queries_per_tier, profile.problems.code_families,
                            profile.problems.code_variants, cfg.max_candidates,
-                           cfg.incomplete_rate, profile.seed)
+                           cfg.incomplete_rate, profile.seed, profile.problems.more_code_variants)
         kept, report = clean_sft(raw, eval_prompts, n=16, max_per_query=cfg.max_per_query,
                                  seed=profile.seed, heldout_code_ids=code_ids)
         with building(folder, digest) as tmp:
