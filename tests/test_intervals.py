@@ -50,3 +50,17 @@ def test_an_undefined_statistic_is_not_measured():
                       if sum(r["k"] for r in rows) else float("nan"))
     assert ratio["estimate"] is None and ratio["n"] == 3
     assert compare(ratio, proportion(1, 2)) == "not measured" and intervals.fmt(ratio) == "n/a"
+
+
+def test_a_runs_heldout_gain_is_newcombes_difference_with_its_verdict():
+    from mimo_lite.rl.runs import heldout_gain
+
+    def summary(before, after, n):
+        return dict(heldout_before=dict(pass_at_1=before, answers=n), heldout_after=dict(pass_at_1=after, answers=n))
+
+    g = heldout_gain(summary(0.25, 0.30, 800))
+    d = difference(proportion(0.30 * 800, 800), proportion(0.25 * 800, 800))
+    assert g["estimate"] == pytest.approx(0.05) and (g["low"], g["high"]) == (d["low"], d["high"])
+    assert heldout_gain(summary(0.20, 0.30, 800))["verdict"] == "higher"
+    assert heldout_gain(summary(0.25, 0.30, 40))["verdict"] == "within noise"     # too few answers
+    assert heldout_gain(summary(0.50, 0.20, 800))["verdict"] == "lower"

@@ -26,6 +26,7 @@ import torch
 
 from ..artifacts import (FORMAT, build_info, building, current, fingerprint, one_builder,
                          run_folder, runs_dir, write_json)
+from ..eval.intervals import compare, difference, proportion
 from ..profile import as_profile
 from ..train import parallel
 from ..train.run import read_metrics
@@ -280,3 +281,17 @@ def rl_metrics(folder: Path) -> list[dict]:
 
 def rl_summary(folder: Path) -> dict:
     return json.loads((Path(folder) / "summary.json").read_text())
+
+
+def heldout_gain(summary: dict) -> dict:
+    """A run's held-out pass@1 after − before (its `summary.json`), with Newcombe's 95% interval
+    over the sampled answers and the verdict against no change ('higher', 'lower', 'within noise').
+
+    >>> s = dict(heldout_before=dict(pass_at_1=0.2, answers=400), heldout_after=dict(pass_at_1=0.3, answers=400))
+    >>> g = heldout_gain(s)
+    >>> round(g["estimate"], 3), g["verdict"]
+    (0.1, 'higher')
+    """
+    rate = lambda h: proportion(h["pass_at_1"] * h["answers"], h["answers"])       # noqa: E731
+    gain = difference(rate(summary["heldout_after"]), rate(summary["heldout_before"]))
+    return dict(gain, verdict=compare(gain, dict(low=0.0, high=0.0)))
