@@ -457,7 +457,7 @@ def raw_sft_pool(math_per_tier: list[int], code_families: int, code_variants: li
     for tier, n in enumerate(math_per_tier, 1):
         queries += [p for p in drawn if p["tier"] == tier][:n]
     queries += code_problems(code_families, code_variants, typical_tests=1, seed=seed,
-                             every_variant=True, more_variants=more_variants)     # every constant of a tier-1 family
+                             every_variant=True, more_variants=more_variants)   # every constant of a family
     records = []
     for problem in queries:
         for reply in responses(problem, rng, rng.randint(1, max_candidates), incomplete_rate):
