@@ -3,13 +3,14 @@
     python benchmarks/probe_copy_phase.py --share 1.0 --steps 1500 --every 100        # ~40 s on one GPU
     python benchmarks/probe_copy_phase.py --share 0.25 --steps 2400 --every 300
     python benchmarks/probe_copy_phase.py --share 0 --steps 4000 --rows 8 --every 500
+    python benchmarks/probe_copy_phase.py --profile gpu --bf16 --share 0 --steps 900 --every 150   # gpu size
 
-Trains the `toy` architecture from scratch at stage 1's context (128 tokens), on stage 1's packed
-rows of the toy corpus (built if missing) with a share `--share` of each batch replaced by rows
+Trains the profile's architecture (`toy` unless `--profile`) from scratch at stage 1's context
+(128 tokens at toy), on stage 1's packed rows of the profile's corpus (built if missing) with a share `--share` of each batch replaced by rows
 that are nothing but a random span of 8-32 tokens repeated to the end: rows that can only be
 predicted by copying. Every `--every` steps it runs notebook 04's copy probe
 (`mimo_lite.eval.long_context.copy_probe`: a random 8-token span in held-out text, repeated
-d = 32 and 96 tokens later) and prints top-1 on the repeat and the loss gain over the first
+d = 1/4 and 3/4 of the context later: 32 and 96 tokens at toy) and prints top-1 on the repeat and the loss gain over the first
 occurrence. Copying from context is learnt in a sudden step after a plateau (the induction-head
 phase change); this script measures where that step falls, in optimiser steps, for the toy model
 at the toy batch (32 rows = 4,096 tokens, notebook 04's batch), against the toy run's budget of
@@ -44,20 +45,24 @@ def tiled_rows(n: int, tokens: torch.Tensor, length: int, g: torch.Generator) ->
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="toy")
     ap.add_argument("--share", type=float, default=0.25, help="share of each batch that is tiled random spans")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--rows", type=int, default=32, help="rows of 128 tokens per step (toy: 32)")
+    ap.add_argument("--rows", type=int, default=32, help="rows of stage 1's length per step (toy: 32)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (the gpu profile's dtype)")
     ap.add_argument("--out", help="write the probe's figures here as JSON")
     args = ap.parse_args()
 
-    profile = as_profile("toy")
+    profile = as_profile(args.profile)
     tokenizer = ensure_tokenizer(profile)
     sampler = stage_sampler(profile, 1)
-    filler = torch.cat([heldout_sequences(profile, d, 512) for d in ("general", "code", "math")])
+    distances = [sampler.seq_len // 4, 3 * sampler.seq_len // 4]
+    long = profile.data.stage(3).seq_len        # rows of stage 3's length, as notebook 04's probe
+    filler = torch.cat([heldout_sequences(profile, d, long) for d in ("general", "code", "math")])
     filler = filler[torch.randperm(len(filler), generator=torch.Generator().manual_seed(0))][:48]
     seen = torch.unique(filler)
     span_tokens = seen[~torch.isin(seen, torch.tensor(tokenizer.all_special_ids))]
@@ -79,15 +84,18 @@ def main():
         if tiled:
             parts.append(tiled_rows(tiled, span_tokens, sampler.seq_len, g))
         x = torch.cat(parts).to(args.device)
-        loss = F.cross_entropy(model(x[:, :-1]).logits.flatten(0, 1).float(), x[:, 1:].flatten())
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=args.bf16):
+            logits = model(x[:, :-1]).logits
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.every == 0 or step == args.steps:
-            probe = copy_probe(model, filler, span_tokens, [32, 96], span_len=8, start=16)
+            with torch.autocast(x.device.type, torch.bfloat16, enabled=args.bf16):
+                probe = copy_probe(model, filler, span_tokens, distances, span_len=8, start=16)
             row = {"step": step, "tokens": step * args.rows * sampler.seq_len, "loss": round(loss.item(), 3)}
-            for d in (32, 96):
+            for d in distances:
                 row[f"top1_d{d}"] = round(probe[d]["repeat_top1"], 3)
                 row[f"gain_d{d}"] = round(probe[d]["first_loss"] - probe[d]["repeat_loss"], 3)
             record.append(row)
