@@ -1,11 +1,13 @@
-"""A long-context probe a small model can pass: copy a random span seen `d` tokens earlier.
+"""A long-context probe without words: copy a random span seen `d` tokens earlier.
 
 MiMo extends its context in stage 3 by raising the RoPE base 10k → 640k and training on 32K
 sequences, and shows the result with RULER needle-in-a-haystack retrieval (report §2.3, Fig. 4;
-facts file §3.3). A toy model cannot answer a needle question in words, but it can do the
+facts file §3.3). A small model cannot answer a needle question in words, so the probe tests the
 operation retrieval rests on: find an earlier occurrence and copy what followed it (an induction
-head). So the probe plants a span of k random tokens in ordinary text and repeats it d tokens
-later:
+head). A model learns that operation only after a plateau of many optimiser steps, more than the
+kit's `toy` and `gpu` runs take (`benchmarks/probe_copy_phase.py` measures where it falls); the
+probe says so when no model copies. It plants a span of k random tokens in ordinary text and
+repeats it d tokens later:
 
     filler[:start] · S · filler … · S · (end)        the repeat begins d tokens after S does
 
