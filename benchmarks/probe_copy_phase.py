@@ -10,12 +10,13 @@ Trains the profile's architecture (`toy` unless `--profile`) from scratch at sta
 that are nothing but a random span of 8-32 tokens repeated to the end: rows that can only be
 predicted by copying. Every `--every` steps it runs notebook 04's copy probe
 (`mimo_lite.eval.long_context.copy_probe`: a random 8-token span in held-out text, repeated
-d = 1/4 and 3/4 of the context later: 32 and 96 tokens at toy) and prints top-1 on the repeat and the loss gain over the first
-occurrence. Copying from context is learnt in a sudden step after a plateau (the induction-head
-phase change); this script measures where that step falls, in optimiser steps, for the toy model
-at the toy batch (32 rows = 4,096 tokens, notebook 04's batch), against the toy run's budget of
-293 steps (1.2M tokens). AdamW at 2e-3 with a 20-step warm-up and cosine decay to 10%, as the toy
-pre-training. Results: `benchmarks/RESULTS.md`, "Copying from context at toy size".
+d = 1/4 and 3/4 of the context later: 32 and 96 tokens at toy) and prints top-1 on the repeat
+and the loss gain over the first occurrence. Copying from context is learnt in a sudden step
+after a plateau (the induction-head phase change); this script measures where that step falls,
+in optimiser steps, for the toy model at the toy batch (32 rows = 4,096 tokens, notebook 04's
+largest), against the toy run's 347 steps (1.2M tokens; its batch warms up from fewer rows).
+AdamW at 2e-3 with a 20-step warm-up and cosine decay to 10%, near the toy pre-training's.
+Results: `benchmarks/RESULTS.md`, "Copying from context at toy size".
 """
 import argparse
 import json
