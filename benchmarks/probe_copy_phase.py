@@ -6,16 +6,18 @@
     python benchmarks/probe_copy_phase.py --profile gpu --bf16 --share 0 --steps 900 --every 150   # gpu size
 
 Trains the profile's architecture (`toy` unless `--profile`) from scratch at stage 1's context
-(128 tokens at toy), on stage 1's packed rows of the profile's corpus (built if missing) with a share `--share` of each batch replaced by rows
-that are nothing but a random span of 8-32 tokens repeated to the end: rows that can only be
-predicted by copying. Every `--every` steps it runs notebook 04's copy probe
-(`mimo_lite.eval.long_context.copy_probe`: a random 8-token span in held-out text, repeated
-d = 1/4 and 3/4 of the context later: 32 and 96 tokens at toy) and prints top-1 on the repeat
-and the loss gain over the first occurrence. Copying from context is learnt in a sudden step
-after a plateau (the induction-head phase change); this script measures where that step falls,
-in optimiser steps, for the toy model at the toy batch (32 rows = 4,096 tokens, notebook 04's
-largest), against the toy run's 347 steps (1.2M tokens; its batch warms up from fewer rows).
-AdamW at 2e-3 with a 20-step warm-up and cosine decay to 10%, near the toy pre-training's.
+(128 tokens at toy), on stage 1's packed rows of the profile's corpus (built if missing), with a
+share `--share` of each batch replaced by rows that are nothing but a random span of 8-32 tokens
+repeated to the end: rows that can only be predicted by copying. Every `--every` steps it runs
+notebook 04's copy probe (`mimo_lite.eval.long_context.copy_probe`: a random 8-token span in
+held-out text, repeated d = 1/4 and 3/4 of the context later: 32 and 96 tokens at toy) and
+prints top-1 on the repeat and the loss gain over the first occurrence. Copying from context is
+learnt in a sudden step after a plateau (the induction-head phase change); this script measures
+where that step falls, in optimiser steps, for the toy model at the toy batch (32 rows = 4,096
+tokens, notebook 04's largest), against the toy run's 347 steps (1.2M tokens; its batch warms
+up from fewer rows).
+A plain loop, not the kit's trainer (no MTP loss, no batch warm-up, every row the same length):
+torch's AdamW at 2e-3, decay 0.1 on every parameter, a 20-step warm-up and cosine decay to 10%.
 Results: `benchmarks/RESULTS.md`, "Copying from context at toy size".
 """
 import argparse
@@ -47,7 +49,8 @@ def tiled_rows(n: int, tokens: torch.Tensor, length: int, g: torch.Generator) ->
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="toy")
-    ap.add_argument("--share", type=float, default=0.25, help="share of each batch that is tiled random spans")
+    ap.add_argument("--share", type=float, default=0.25,
+                    help="share of each batch that is tiled random spans")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--rows", type=int, default=32, help="rows of stage 1's length per step (toy: 32)")
     ap.add_argument("--lr", type=float, default=2e-3)
