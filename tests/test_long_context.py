@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mimo_lite.eval.long_context import copy_probe, plant
+from mimo_lite.eval.long_context import copy_probe, plant, question_reading
 
 VOCAB = 40
 
@@ -85,3 +85,50 @@ def test_loss_by_position_averages_each_bucket():
     assert far == pytest.approx((1 * 0 + 4 * torch.log(torch.tensor(5.0)).item()) / 5, rel=1e-4)
     with pytest.raises(ValueError, match="edges"):
         loss_by_position(Position(), rows, [0, 12])
+
+
+class Chars:
+    """One token per character (ids below 128): enough of a tokenizer for `question_reading`."""
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) % 128 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+class Cache(torch.nn.Module):
+    """By construction: at position t, favour every token seen in the last `window` tokens
+    (all of them when None), the more the more often; a model with window 0 reads nothing."""
+
+    def __init__(self, window: int | None = None):
+        super().__init__()
+        self.window = window
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids):
+        B, L = ids.shape
+        logits = torch.zeros(B, L, 128)
+        for t in range(L):
+            lowest = 0 if self.window is None else max(0, t + 1 - self.window)
+            for b in range(B):
+                logits[b, t] += torch.bincount(ids[b, lowest:t + 1], minlength=128).float()
+        return SimpleNamespace(logits=logits)
+
+
+def test_question_reading_tells_a_model_that_reads_its_question_from_one_that_cannot():
+    filler = torch.full((3, 120), ord("~"), dtype=torch.int64)      # no digits in the haystack
+    blind = question_reading(Cache(window=0), Chars(), [0, 100], filler, n=6)
+    for d in (0, 100):
+        assert blind[d]["gain"] == 0 and blind[d]["own_loss"] == blind[d]["other_loss"]
+        assert blind[d]["own_loss"] == pytest.approx(torch.log(torch.tensor(128.0)).item())
+    reader = question_reading(Cache(), Chars(), [0, 100], filler, n=16)
+    near = question_reading(Cache(window=60), Chars(), [0, 100], filler, n=16)
+    for d in (0, 100):                                  # own numbers in view: the digits are cheaper
+        assert reader[d]["gain"] > reader[d]["ci95"] > 0
+    assert near[0]["gain"] > near[0]["ci95"]            # within its window it reads the question
+    assert near[100]["gain"] == 0                       # 100 tokens of filler put it out of view
+    with pytest.raises(ValueError, match="at least 100 tokens"):
+        question_reading(Cache(), Chars(), [100], filler[:, :50], n=6)
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        question_reading(Cache(), Chars(), [0], n=1)

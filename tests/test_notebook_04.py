@@ -43,6 +43,16 @@ def test_pretraining_notebook_runs_three_stages_and_learns(run_notebook):
     assert rec["long_context_copy_gain"] == pytest.approx(gained)
     assert rec["long_context_copy_verdict"] == ("extended" if gained > 0.05 else "not extended"
                                                 if max(v["near"] for v in copy) > 0.05 else "no copying")
+    # reading the question in the corpus's own words: the digits after its own question against another's
+    reading, threshold = rec["question_reading"], rec["question_reading_threshold"]
+    assert set(reading) == set(rec["long_context"])
+    for name, per_d in reading.items():
+        at0 = per_d["0"]
+        assert at0["own_loss"] > 0 and at0["other_loss"] > 0 and at0["ci95"] >= 0, name
+        assert at0["gain"] == pytest.approx(at0["other_loss"] - at0["own_loss"], abs=1e-6)
+    reads = [v["0"]["gain"] - v["0"]["ci95"] > threshold for v in reading.values()]
+    assert (rec["question_reading_verdict"] == "no reading") == (not any(reads))
+    assert all(set(per_d) == {"0"} for per_d in reading.values()) == (not any(reads))   # farther only if read
 
 
 def test_the_closing_summary_follows_the_recorded_figures(run_notebook, smoke_runs):
@@ -56,6 +66,7 @@ def test_the_closing_summary_follows_the_recorded_figures(run_notebook, smoke_ru
     for domain in rec["curriculum_worse_domains"]:       # each domain that got worse, with its reason
         assert rec["curriculum_verdicts"][domain] in printed
     assert ("stage 3 flattens it" in printed) == rec["long_context_position_verdict"]
+    assert ("no model reads it" in printed) == (rec["question_reading_verdict"] == "no reading")
 
 
 def test_executed_pretraining_notebook_keeps_its_progress_bars_at_their_end(run_notebook, smoke_runs):

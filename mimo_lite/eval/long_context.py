@@ -18,9 +18,15 @@ the repeat's loss towards 0 and its top-1 accuracy towards 1.
 
     probe = copy_probe(model, filler, span_tokens, distances=[32, 96, 200, 400])
     probe[200]   # {"repeat_loss": …, "first_loss": …, "repeat_top1": …, "first_top1": …}
+
+Random spans are not text the model has seen, so `question_reading` asks the same question in
+the corpus's own words: does the model read the numbers of the problem it is solving, written d
+tokens before its worked solution? (the needle is the question, the haystack held-out text).
 """
 
 from __future__ import annotations
+
+import random
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +110,63 @@ def loss_by_position(model, rows: torch.Tensor, edges: list[int], batch_size: in
     model.train(was_training)
     per_position = total / len(rows)
     return [per_position[lo:hi].mean().item() for lo, hi in zip(edges, edges[1:])]
+
+
+def addition_example(a: int, b: int) -> tuple[str, str]:
+    """A column-addition example as the corpus writes it (`data.worked_math`, textbook form):
+    the question, and the worked solution whose digits all depend on the question's numbers."""
+    from ..data.worked_math import column_addition
+
+    return f"Example: Add {a} and {b}.", "\nSolution: " + " ".join(column_addition(a, b))
+
+
+@torch.no_grad()
+def question_reading(model, tokenizer, distances: list[int] = (0,), filler: torch.Tensor | None = None,
+                     n: int = 48, seed: int = 0, batch_size: int = 16) -> dict[int, dict[str, float]]:
+    """Loss on the digits of a worked solution after its own question and after another's, per d.
+
+    Each of `n` three-digit additions is written as `addition_example` with d tokens of `filler`
+    (rows of held-out text, (m, T) with T ≥ d; none needed for d = 0) between the question and
+    the solution; the same sequence with the next problem's question (other numbers, the same
+    length in tokens) is the reference. A model that reads the question predicts the solution's
+    digits better after its own (`gain` = other − own > 0; ln 10 ≈ 2.30 nats is a uniform guess
+    among ten digits); one that does not scores both the same. Returns, per d, the mean losses
+    and the gain with its 95% interval over the problems (`ci95`).
+    """
+    if n < 2:
+        raise ValueError(f"question_reading needs n ≥ 2 problems (each is scored against another's question); got {n}.")
+    rng = random.Random(seed)
+    pairs = [(rng.randrange(100, 1000), rng.randrange(100, 1000)) for _ in range(n)]
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results = {}
+    for d in distances:
+        if d and (filler is None or filler.shape[1] < d):
+            raise ValueError(f"question_reading needs filler rows of at least {d} tokens for distance {d}.")
+        rows, scored = [], []                       # own question, then another's, for each problem
+        for i, (a, b) in enumerate(pairs):
+            question, solution = addition_example(a, b)
+            sol = encode(solution)
+            gap = filler[i % len(filler), :d].tolist() if d else []
+            digits = [j for j, t in enumerate(sol) if tokenizer.decode([t]).strip().isdigit()]
+            for q in (question, addition_example(*pairs[(i + 1) % n])[0]):
+                head = encode(q) + gap
+                rows.append(head + sol)
+                scored.append([len(head) + j for j in digits])
+        losses = []
+        for lo in range(0, len(rows), batch_size):
+            batch, where = rows[lo:lo + batch_size], scored[lo:lo + batch_size]
+            width = max(map(len, batch))
+            ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in batch], device=device)  # right-padded
+            logits = model(ids).logits.float()                                # causal: padding is never read
+            for k, pos in enumerate(where):
+                at = torch.tensor(pos, device=device)
+                losses.append(F.cross_entropy(logits[k, at - 1], ids[k, at]).item())
+        own, other = torch.tensor(losses[0::2]), torch.tensor(losses[1::2])
+        gain = other - own
+        results[d] = {"own_loss": own.mean().item(), "other_loss": other.mean().item(),
+                      "gain": gain.mean().item(), "ci95": 1.96 * gain.std().item() / n ** 0.5}
+    model.train(was_training)
+    return results
