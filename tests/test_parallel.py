@@ -48,3 +48,38 @@ def test_fsdp2_on_two_processes_trains_like_one(tmp_path):
     model(batch, labels=batch, mtp_loss_weight=metrics[0]["mtp_loss_weight"]).loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
     assert metrics[0]["grad_norm"] == pytest.approx(norm, rel=1e-4)
+
+
+ABORTS = """
+import os, torch, torch.distributed as dist
+from pathlib import Path
+from mimo_lite.train import parallel
+
+marker = Path({marker!r})
+with parallel.session() as (rank, world):
+    if rank == 1 and not marker.exists():
+        if {once!r}:
+            marker.write_text("aborted once")
+        os.abort()
+    total = torch.ones(1)
+    dist.all_reduce(total)
+    Path({out!r}, f"sum-{{rank}}").write_text(str(total.item()))
+"""
+
+
+def test_a_rank_killed_by_a_signal_relaunches_once_and_twice_fails(tmp_path):
+    once = tmp_path / "once"
+    once.mkdir()
+    (once / "input").write_text("kept")
+    with pytest.warns(UserWarning, match="launched again once") as caught:
+        pretrain_helpers.torchrun_two(once / "run.py", ABORTS.format(
+            marker=str(tmp_path / "marker"), once=True, out=str(once)))
+    assert "Fatal Python error: Aborted" in str(caught[0].message)    # rank 1's own stack
+    assert (once / "sum-0").read_text() == "2.0" and (once / "input").read_text() == "kept"
+    assert (once / "run.first.log").exists()
+
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    with pytest.warns(UserWarning), pytest.raises(AssertionError, match="SIGABRT"):
+        pretrain_helpers.torchrun_two(twice / "run.py", ABORTS.format(
+            marker=str(tmp_path / "never"), once=False, out=str(twice)))
