@@ -132,6 +132,27 @@ def test_step_costs_time_each_pass_and_combine_into_a_speedup():
         step_costs(model, prompt, num_draft=4)
 
 
+def test_batch_one_timings_time_both_decoders_on_each_prompt_and_give_the_speedup():
+    from mimo_lite.eval.intervals import bootstrap
+    from mimo_lite.infer import batch_one_speedup, batch_one_timings
+
+    model = drafting_model(3)
+    prompts = markov_batch(torch.Generator().manual_seed(2), 5, 6, 32).tolist()
+    params = SamplingParams(temperature=0, max_new_tokens=12)
+    rows = batch_one_timings(model, prompts, params, num_draft=2, repeats=2)
+    assert len(rows) == 5 and all(r["plain_s"] > 0 and r["spec_s"] > 0 for r in rows)
+    # greedy: the same tokens both ways, each prompt's twice (two rounds)
+    assert [r["plain_tokens"] for r in rows] == [r["spec_tokens"] for r in rows] == [24] * 5
+    by_hand = sum(r["plain_s"] for r in rows) / sum(r["spec_s"] for r in rows)
+    assert batch_one_speedup(rows) == pytest.approx(by_hand)
+    made = [dict(plain_s=2.0, spec_s=1.0, plain_tokens=10, spec_tokens=10),
+            dict(plain_s=1.0, spec_s=1.0, plain_tokens=10, spec_tokens=5)]
+    assert batch_one_speedup(made) == pytest.approx((15 / 2) / (20 / 3))
+    assert batch_one_speedup([]) != batch_one_speedup([])                # nan
+    speed = bootstrap(rows, batch_one_speedup)
+    assert speed["low"] <= speed["estimate"] <= speed["high"]
+
+
 def test_weights_read_ratio_of_mimo_7b_is_one_mtp_layer_beside_36_blocks():
     from mimo_lite.infer import weights_read_ratio
 

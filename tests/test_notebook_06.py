@@ -55,6 +55,11 @@ def test_notebook_06_sft_data_mask_packing_and_three_variants(run_notebook):
     assert r["sft_spec3_mean_accepted_length"] == pytest.approx(1 + sum(r["sft_spec3_acceptance"]))
     assert len(r["sft_spec3_conditional_acceptance"]) == len(r["base_spec3_conditional_acceptance"])
     assert r["sft_spec1_speedup"] > 0 and r["sft_spec3_speedup"] > 0
+    for k in ("sft_spec1_speedup", "sft_spec3_speedup"):
+        low, high = r[f"{k}_interval"]
+        assert low <= r[k] <= high, k
+    low, high = r["sft_spec1_speedup_interval"]
+    assert r["sft_drafting_verdict"] == ("pays" if low > 1 else "costs" if high < 1 else "within noise")
 
 
 def test_the_closing_summary_follows_the_recorded_figures(run_notebook, smoke_runs):

@@ -325,6 +325,45 @@ def step_costs(model, prompt: Sequence[int], num_draft: int = 1, repeats: int = 
     return StepCosts(K, *(statistics.median(t) for t in times))
 
 
+def batch_one_timings(model, prompts: Sequence[Sequence[int]], params: SamplingParams,
+                      num_draft: int, repeats: int = 2) -> list[dict]:
+    """Plain and speculative decoding at batch 1, timed alternately: prompt by prompt, plain then
+    speculative, for `repeats` rounds, so that a machine that slows down slows both alike.
+
+    One row a prompt, summed over the rounds: `plain_s`, `spec_s` (seconds) and `plain_tokens`,
+    `spec_tokens` (tokens generated). The rows are what an interval is drawn from: resampling
+    prompts (`eval.intervals.bootstrap` with `batch_one_speedup`) shows how far the speed-up
+    moves with the prompts and the timing noise they were measured under.
+    """
+    import time
+
+    from .generate import generate
+
+    rows = [dict(plain_s=0.0, spec_s=0.0, plain_tokens=0, spec_tokens=0) for _ in prompts]
+    for _ in range(repeats):
+        for prompt, row in zip(prompts, rows):
+            t0 = time.perf_counter()
+            [plain] = generate(model, [prompt], params)
+            t1 = time.perf_counter()
+            spec, _ = speculative_generate(model, prompt, params, num_draft=num_draft)
+            t2 = time.perf_counter()
+            row["plain_s"] += t1 - t0
+            row["spec_s"] += t2 - t1
+            row["plain_tokens"] += len(plain.tokens)
+            row["spec_tokens"] += len(spec.tokens)
+    return rows
+
+
+def batch_one_speedup(rows: Sequence[dict]) -> float:
+    """Speculative tokens per second over plain tokens per second, over `batch_one_timings` rows
+    (nan without rows)."""
+    plain_s, spec_s = sum(r["plain_s"] for r in rows), sum(r["spec_s"] for r in rows)
+    if not rows or plain_s <= 0 or spec_s <= 0:
+        return float("nan")
+    plain = sum(r["plain_tokens"] for r in rows) / plain_s
+    return sum(r["spec_tokens"] for r in rows) / spec_s / plain
+
+
 def weights_read_ratio(config, num_draft: int = 1) -> float:
     """Weights read by K draft passes / weights read by one main pass, for a config.
 
