@@ -78,11 +78,10 @@ def torchrun_two(script, text: str) -> None:
     before = set(script.parent.iterdir())
     run = _launch_two(script)
     if run.returncode != 0 and _killed_by_signal(run):
-        first = failure_report(script, run)
-        script.with_suffix(".log").rename(script.with_suffix(".first.log"))
+        first_log = script.with_suffix(".first.log")
         warnings.warn("a rank was killed by a signal; launched again once, from a clean folder. "
-                      f"The first launch: {first}")
-        for made in set(script.parent.iterdir()) - before - {script.with_suffix(".first.log")}:
+                      f"The first launch: {failure_report(script, run, first_log)}")
+        for made in set(script.parent.iterdir()) - before - {first_log}:
             shutil.rmtree(made) if made.is_dir() else made.unlink()
         run = _launch_two(script)
     assert run.returncode == 0, failure_report(script, run)
@@ -115,14 +114,14 @@ def _killed_by_signal(run) -> bool:
     return re.search(r"exitcode\s*:\s*-(6|11)\b", run.stderr) is not None
 
 
-def failure_report(script, run) -> str:
+def failure_report(script, run, log=None) -> str:
     """What a failed 2-process launch printed, for the assertion: the lines that name an error
     (a rank that aborts prints its C++ message, unprefixed, before the other rank's traceback
     fills the end of the output), then the end of the output; the whole of it is kept next to
-    the script."""
+    the script (in `log`, by default `<script>.log`)."""
     import re
 
-    log = script.with_suffix(".log")
+    log = log or script.with_suffix(".log")
     log.write_text(f"{run.stdout}\n----- stderr -----\n{run.stderr}")
     named = [line for line in run.stderr.splitlines()
              if re.search(r"terminate called|what\(\)|Error|Exception|Abort|Signal|signal", line)]

@@ -76,7 +76,7 @@ def test_a_rank_killed_by_a_signal_relaunches_once_and_twice_fails(tmp_path):
             marker=str(tmp_path / "marker"), once=True, out=str(once)))
     assert "Fatal Python error: Aborted" in str(caught[0].message)    # rank 1's own stack
     assert (once / "sum-0").read_text() == "2.0" and (once / "input").read_text() == "kept"
-    assert (once / "run.first.log").exists()
+    assert (once / "run.first.log").exists() and "run.first.log" in str(caught[0].message)
 
     twice = tmp_path / "twice"
     twice.mkdir()

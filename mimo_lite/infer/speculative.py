@@ -358,7 +358,7 @@ def batch_one_speedup(rows: Sequence[dict]) -> float:
     """Speculative tokens per second over plain tokens per second, over `batch_one_timings` rows
     (nan without rows)."""
     plain_s, spec_s = sum(r["plain_s"] for r in rows), sum(r["spec_s"] for r in rows)
-    if not rows or plain_s <= 0 or spec_s <= 0:
+    if plain_s <= 0 or spec_s <= 0:
         return float("nan")
     plain = sum(r["plain_tokens"] for r in rows) / plain_s
     return sum(r["spec_tokens"] for r in rows) / spec_s / plain
