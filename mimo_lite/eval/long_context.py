@@ -5,8 +5,8 @@ sequences, and shows the result with RULER needle-in-a-haystack retrieval (repor
 facts file §3.3). A small model cannot answer a needle question in words, so the probe tests the
 operation retrieval rests on: find an earlier occurrence and copy what followed it (an induction
 head). A model learns that operation only after a plateau of many optimiser steps, more than the
-kit's `toy` and `gpu` runs take (`benchmarks/probe_copy_phase.py` measures where it falls); the
-probe says so when no model copies. It plants a span of k random tokens in ordinary text and
+kit's `toy` and `gpu` runs take (`benchmarks/probe_copy_phase.py` measures where it falls, and
+shows that past it this probe does see the extension); the probe says so when no model copies. It plants a span of k random tokens in ordinary text and
 repeats it d tokens later:
 
     filler[:start] · S · filler … · S · (end)        the repeat begins d tokens after S does
