@@ -92,13 +92,13 @@ def train_phase(model, steps: int, rows: int, share: float, sampler, tokens: tor
 
 
 def extension_study(model, profile, args, filler, span_tokens, g) -> dict:
-    """Notebook 04's four long-context models, rebuilt from a model that copies (the copy phase's
-    end), and the probe at notebook 04's distances: (a) as it is, base 10k, never trained past
-    stage 1's length; (b) the same weights at stage 3's RoPE base; (c) `--extend` steps at stage
-    3's length and base, periods scaled with the row (up to `max_period` × 512/128 at toy); (d) the
-    control: the same steps at stage 1's length and base 10k; (e) stage 3's length at base 10k (the
-    longer rows without the base change). Each trained model starts from (a) with a fresh
-    optimiser at `--extend-lr`, with as many tokens per step as the copy phase."""
+    """Notebook 04's four long-context models and one more, rebuilt from a model that copies (the
+    copy phase's end), and notebook 04's probe at its distances: (a) as it is, base 10k, never
+    trained past stage 1's length; (b) the same weights at stage 3's RoPE base; (c) `--extend`
+    steps at stage 3's length and base, spans scaled with the row (up to `max_period` × 512/128 at
+    toy); (d) the control: the same steps at stage 1's length and base 10k; (e) stage 3's length at
+    base 10k (the longer rows without the base change). Each trained model starts from (a) with a
+    fresh optimiser at `--extend-lr`, with as many tokens per step as the copy phase."""
     short, long = profile.data.stage(1).seq_len, profile.data.stage(3).seq_len
     theta = profile.pretrain.stage3_rope_theta
     start, span_len = 16, 8
@@ -107,32 +107,34 @@ def extension_study(model, profile, args, filler, span_tokens, g) -> dict:
     samplers = {short: stage_sampler(profile, 2), long: stage_sampler(profile, 3)}
     end = copy.deepcopy(model.state_dict())
     variants = {"(a) copy phase's end, base 10k": (None, 10_000.0),
-                "(b) same weights, base 640k": (None, theta),
+                f"(b) same weights, base {theta / 1000:,.0f}k": (None, theta),
                 "(c) extended: stage 3's length and base": (long, theta),
                 "(d) control: stage 1's length, base 10k": (short, 10_000.0),
                 "(e) stage 3's length, base 10k": (long, 10_000.0)}
     study = {"distances": distances, "short_context": short, "long_context": long, "steps": args.extend,
              "models": {}}
+
+    def probe():
+        with torch.autocast(args.device, torch.bfloat16, enabled=args.bf16):
+            return copy_probe(model, filler, span_tokens, distances, span_len=span_len, start=start)
+
+    def top1(step, loss):                      # during training: top-1 on the repeat per distance
+        result = probe()
+        return {"step": step, "loss": round(loss, 3), **{d: round(result[d]["repeat_top1"], 3) for d in distances}}
+
+    during = argparse.Namespace(**{**vars(args), "every": args.extend_every})
     for name, (length, base) in variants.items():
         model.load_state_dict(end)
         set_rope_theta(model, base)
-        def top1(step, loss):
-            with torch.autocast(args.device, torch.bfloat16, enabled=args.bf16):
-                probe = copy_probe(model, filler, span_tokens, distances, span_len=span_len, start=start)
-            model.train()
-            return {"step": step, "loss": round(loss, 3), **{d: round(probe[d]["repeat_top1"], 3) for d in distances}}
-
         if length is not None:
             t0 = time.time()
             rows = max(1, args.rows * short // length)
-            args_every = argparse.Namespace(**{**vars(args), "every": args.extend_every})
             study.setdefault("during", {})[name] = train_phase(
                 model, args.extend, rows, args.share, samplers[length], span_tokens,
-                args.max_period * length // short, args.extend_lr, g, args_every, top1)
+                args.max_period * length // short, args.extend_lr, g, during, top1)
             print(f"{name}: {args.extend} steps of {rows} x {length} tokens in {time.time() - t0:.0f} s", flush=True)
-        with torch.autocast(args.device, torch.bfloat16, enabled=args.bf16):
-            probe = copy_probe(model, filler, span_tokens, distances, span_len=span_len, start=start)
-        study["models"][name] = {d: {k: round(v, 3) for k, v in probe[d].items()} for d in distances}
+        result = probe()
+        study["models"][name] = {d: {k: round(v, 3) for k, v in result[d].items()} for d in distances}
         print(name, json.dumps({f"top1_d{d}": study["models"][name][d]["repeat_top1"] for d in distances}), flush=True)
     return study
 
