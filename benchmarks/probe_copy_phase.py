@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from mimo_lite.data.mixture import heldout_sequences, stage_sampler
-from mimo_lite.eval.long_context import copy_probe
+from mimo_lite.eval.long_context import copy_probe, probe_distances
 from mimo_lite.model import MiMoForCausalLM
 from mimo_lite.profile import as_profile
 from mimo_lite.tokenizer import ensure_tokenizer
@@ -102,8 +102,7 @@ def extension_study(model, profile, args, filler, span_tokens, g) -> dict:
     short, long = profile.data.stage(1).seq_len, profile.data.stage(3).seq_len
     theta = profile.pretrain.stage3_rope_theta
     start, span_len = 16, 8
-    distances = [d for d in (short // 4, 3 * short // 4, 25 * short // 16, 25 * short // 8)
-                 if start + d + span_len <= long]
+    distances = probe_distances(short, long, start, span_len)
     samplers = {short: stage_sampler(profile, 2), long: stage_sampler(profile, 3)}
     end = copy.deepcopy(model.state_dict())
     variants = {"(a) copy phase's end, base 10k": (None, 10_000.0),

@@ -6,8 +6,8 @@ facts file §3.3). A small model cannot answer a needle question in words, so th
 operation retrieval rests on: find an earlier occurrence and copy what followed it (an induction
 head). A model learns that operation only after a plateau of many optimiser steps, more than the
 kit's `toy` and `gpu` runs take (`benchmarks/probe_copy_phase.py` measures where it falls, and
-shows that past it this probe does see the extension); the probe says so when no model copies. It plants a span of k random tokens in ordinary text and
-repeats it d tokens later:
+shows that past it this probe does see the extension); the probe says so when no model copies.
+It plants a span of k random tokens in ordinary text and repeats it d tokens later:
 
     filler[:start] · S · filler … · S · (end)        the repeat begins d tokens after S does
 
@@ -48,6 +48,17 @@ def plant(filler: torch.Tensor, span: torch.Tensor, distance: int, start: int) -
     ids[start:start + k] = span
     ids[start + distance:end] = span
     return ids
+
+
+def probe_distances(short: int, long: int, start: int = 16, span_len: int = 8) -> list[int]:
+    """Notebook 04's probe distances: 1/4, 3/4, 25/16 and 25/8 of the old context `short`, those
+    whose repeat still ends inside the new context `long`.
+
+    >>> probe_distances(128, 512)
+    [32, 96, 200, 400]
+    """
+    return [d for d in (short // 4, 3 * short // 4, 25 * short // 16, 25 * short // 8)
+            if start + d + span_len <= long]
 
 
 @torch.no_grad()
