@@ -243,13 +243,61 @@ def exit_with_parent(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _start_worker(threads: int | None) -> None:
+# In a `Jobs` worker: the pool's count of calls running now (one integer shared by its workers)
+# and the cores the pool was given; `share_cores` reads them. None outside a worker.
+_running = None
+_cores = 1
+
+
+def _start_worker(threads: int | None, running=None, cores: int = 1) -> None:
     """A `Jobs` worker: its torch threads (the profile's `threads`: 1 per process on the toy CPU),
-    and it ends with its parent."""
+    the pool's count of running calls, and it ends with its parent."""
+    global _running, _cores
     exit_with_parent()
+    _running, _cores = running, cores
     if threads:
         import torch
         torch.set_num_threads(threads)
+
+
+def _counted(call):
+    """Run `call` in a worker, counted among the pool's running calls while it runs."""
+    with _running.get_lock():
+        _running.value += 1
+    try:
+        return call()
+    finally:
+        with _running.get_lock():
+            _running.value -= 1
+
+
+def share_cores() -> None:
+    """In a `Jobs` worker, take the cores that the pool's other calls leave idle: torch threads =
+    the pool's cores // its calls running now (elsewhere: nothing). The trainers call it at each
+    step (pre-training's and SFT's optimiser step, GRPO's step), so the last run of a notebook's
+    batch, once the others have finished, trains on both cores of the toy CPU instead of one
+    (1.5-1.7× a step). Nothing it computes changes: on the CPU the kit is run on, training steps
+    and sampling give the same bits with 1 or 2 threads (tests/test_threads.py checks it where
+    the tests run)."""
+    if _running is None:
+        return
+    import torch
+    want = max(1, _cores // max(1, _running.value))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's threads in this thread set to `n` inside the block, then restored (None: unchanged)."""
+    import torch
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Later:
@@ -272,7 +320,8 @@ class Jobs:
     runs until its result is asked for, here, in the order asked: the serial run of a `gpu` or
     `smoke` notebook. Every call must be independent of the calls still running (submit a call
     that reads another's artifact only after that one's `result()`), and each seeds itself, so
-    the artifacts are the ones a serial run builds.
+    the artifacts are the ones a serial run builds. A training call left running alone takes the
+    idle cores at its next optimiser step (`share_cores`).
 
         jobs = Jobs(2)
         rl = jobs.submit(partial(ensure_rl_model, profile, "sft"))
@@ -288,13 +337,14 @@ class Jobs:
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: the caller may hold torch's thread pools and a Jupyter kernel's sockets
-            self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_worker, initargs=(threads,))
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                                            initargs=(threads, context.Value("i", 0), processes * (threads or 1)))
 
     def submit(self, call, here: bool = False):
         """`here`: run the call in this process when its result is asked for, as with one process
         (for a call that will only find its artifact built: no worker needs to start for it)."""
-        return self.pool.submit(call) if self.pool and not here else _Later(call)
+        return self.pool.submit(_counted, call) if self.pool and not here else _Later(call)
 
     def close(self) -> None:
         """Wait for the calls submitted and stop the worker processes."""

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..artifacts import share_cores
 from ..eval import solve_rate
 from ..profile import RLSection
 from ..train import parallel
@@ -279,6 +280,7 @@ def train_grpo(model, tokenizer, problems: list[dict], cfg: RLSection, out_dir: 
         bar = run.progress(steps, state.step, desc="GRPO")
         model.train()
         while state.step < steps:
+            share_cores()                           # a run left alone in a notebook's batch: every core
             t0 = time.perf_counter()
             groups = info = None
             if run.main:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..artifacts import (FORMAT, build_all, building, claim, current, fingerprint, one_builder,
-                         run_folder, runs_dir, write_json)
+                         run_folder, runs_dir, torch_threads, write_json)
 from ..model import MiMoForCausalLM
 from ..profile import DOMAINS, as_profile
 from . import parallel
@@ -80,19 +80,21 @@ def base_fingerprint(profile) -> str:
 
 
 def _run(folder: Path, digest: str, profile, config, cfg, streams, seq_lens, heldout,
-         curriculum=True, max_steps=None, progress=True, stop_at_stage=None):
-    """Train in `folder`, resuming what a run with the same fingerprint left there."""
+         curriculum=True, max_steps=None, progress=True, stop_at_stage=None, threads=None):
+    """Train in `folder`, resuming what a run with the same fingerprint left there; on `threads`
+    torch threads (default: the profile's `threads`)."""
     run_folder(folder, digest)
     profile.use_threads()
     parallel.init()
     device = profile.torch_device
     # built whole in one process; under torchrun on the meta device, each rank filling its shards
     model = parallel.build(config, profile.seed, device, profile.torch_dtype)
-    state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
-                  dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
-                  progress=progress, compile=profile.compile, tracker=profile.tracker,
-                  stop_at_stage=stop_at_stage, activation_checkpointing=profile.activation_checkpointing,
-                  async_checkpoints=profile.async_checkpoints)
+    with torch_threads(threads):
+        state = train(model, cfg, streams, seq_lens, folder, heldout=heldout, device=device,
+                      dtype=profile.torch_dtype, max_steps=max_steps, curriculum=curriculum,
+                      progress=progress, compile=profile.compile, tracker=profile.tracker,
+                      stop_at_stage=stop_at_stage, activation_checkpointing=profile.activation_checkpointing,
+                      async_checkpoints=profile.async_checkpoints)
     return model, state
 
 
@@ -143,9 +145,9 @@ def ensure_pretraining(profile, runs_root: str | Path | None = None, progress: b
     returns (model, tokenizer, control_model, control_state).
 
     The two share stage 1. With `profile.processes` above 1 (on one machine) the main run stops
-    at stage 1's end, then stages 2–3 and the control train side by side, one process each;
-    with 1 they run one after the other. Either way the weights are the same: each run resumes
-    from its checkpoint as if it had never stopped.
+    at stage 1's end (trained alone, on every process's threads), then stages 2–3 and the control
+    train side by side, one process each; with 1 they run one after the other. Either way the
+    weights are the same: each run resumes from its checkpoint as if it had never stopped.
     """
     profile = as_profile(profile)
     if profile.processes > 1 and parallel.world_size() == 1:
@@ -158,8 +160,9 @@ def ensure_pretraining(profile, runs_root: str | Path | None = None, progress: b
             if not current(root / "base", digest):
                 print(f"[mimo-lite] pre-training stage 1 for profile {profile.name!r}; then stages 2–3 and the "
                       f"control side by side ({profile.processes} processes)", flush=True)
+                # alone on the machine: on every process's threads (the same bits as on one: `share_cores`)
                 _run(root / "pretrain", digest, profile, config, profile.pretrain, streams, seq_lens, heldout,
-                     progress=progress, stop_at_stage=2)
+                     progress=progress, stop_at_stage=2, threads=profile.processes * profile.threads)
         build_all([partial(_quietly, ensure_base_model, profile, runs_root),
                    partial(_quietly, run_control, profile, runs_root)], profile.processes)
     model, tokenizer = ensure_base_model(profile, runs_root, progress)

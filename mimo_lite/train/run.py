@@ -45,6 +45,7 @@ import torch
 import tqdm.auto
 import tqdm.std
 
+from ..artifacts import share_cores
 from ..model import MiMoModel
 from ..profile import TRACKERS
 from . import checkpoint, parallel
@@ -109,7 +110,9 @@ class Run:
 
     # -- the optimiser step ---------------------------------------------------------------------
     def optimizer_step(self, grad_clip: float) -> float:
-        """Clip the gradients' global norm, step, zero the gradients; returns the norm before clipping."""
+        """Clip the gradients' global norm, step, zero the gradients; returns the norm before clipping.
+        In a worker of a notebook's batch of runs, it first takes the cores the others leave idle."""
+        share_cores()
         norm = torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
         if hasattr(norm, "full_tensor"):                  # sharded (FSDP2): the global norm
             norm = norm.full_tensor()
