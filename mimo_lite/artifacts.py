@@ -321,7 +321,7 @@ class Jobs:
     `smoke` notebook. Every call must be independent of the calls still running (submit a call
     that reads another's artifact only after that one's `result()`), and each seeds itself, so
     the artifacts are the ones a serial run builds. A training call left running alone takes the
-    idle cores at its next optimiser step (`share_cores`).
+    idle cores at its next training step (`share_cores`).
 
         jobs = Jobs(2)
         rl = jobs.submit(partial(ensure_rl_model, profile, "sft"))
