@@ -1,6 +1,7 @@
 # The two commands of the README, plus JupyterLab.
 #   make run    set up .venv, then execute every notebook at the toy profile (runs/toy/notebooks/)
-#   make test   set up .venv, then run the whole test suite (notebooks at the smoke profile)
+#   make test   set up .venv, then run the whole test suite (notebooks at the smoke profile), one
+#               pytest worker per core (tests/conftest.py keeps the notebook chain on one)
 #   make lab    JupyterLab on notebooks/ with the kit's kernel
 #   make book   the executed notebooks of runs/<PROFILE>/notebooks/ as HTML pages with their figures -> runs/<PROFILE>/book/
 #   make scaled-env     the 7B path's environment in $(SCALED_VENV): vLLM, Ray and the kit, pinned by scaled/constraints.txt
@@ -19,7 +20,7 @@ run: setup
 	$(PY) -m mimo_lite.cli notebooks --profile $(PROFILE)
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n auto --dist loadgroup --no-loadscope-reorder tests
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -16,7 +16,8 @@ def smoke_runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def run_notebook(smoke_runs):
-    """run_notebook("03") executes notebooks/03_*.ipynb at the smoke profile; returns its records.
+    """run_notebook("03") executes notebooks/03_*.ipynb at the smoke profile once per session and
+    returns its records (a notebook's later tests get the same records and executed copy).
 
     It fails when the run creates a later notebook's artifact in the runs root (see artifact_owners).
     """
@@ -24,7 +25,11 @@ def run_notebook(smoke_runs):
     from mimo_lite.artifacts import runs_dir
     from mimo_lite.cli import run_notebooks
 
+    executed_records = {}
+
     def run(prefix: str) -> dict:
+        if prefix in executed_records:                # a notebook's second test reads the same run
+            return json.loads(executed_records[prefix].read_text())
         before = artifact_folders(runs_dir("smoke", smoke_runs))
         [executed] = run_notebooks("smoke", only=[prefix], runs_root=str(smoke_runs),
                                    notebooks_dir=NOTEBOOKS)
@@ -32,7 +37,8 @@ def run_notebook(smoke_runs):
         if too_early:
             pytest.fail(f"notebook {prefix} may use only the artifacts of notebooks before it: "
                         + "; ".join(too_early))
-        return json.loads(executed.with_suffix(".json").read_text())
+        executed_records[prefix] = executed.with_suffix(".json")
+        return json.loads(executed_records[prefix].read_text())
 
     return run
 
@@ -43,3 +49,20 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+# Under pytest-xdist (`make test` runs `-n auto --dist loadgroup --no-loadscope-reorder`) each
+# test module is one unit of work, so that a module's fixtures (a Ray instance, a trained model)
+# are built once; the notebook chain and the pack test, which reuse one another's artifacts in one
+# runs root, form one unit, and it starts first, as the longest.
+CHAIN = ("test_notebook_", "test_pack.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in items:
+        chained = item.path.name.startswith(CHAIN)
+        item.add_marker(pytest.mark.xdist_group("notebook-chain" if chained else item.path.name))
+    items.sort(key=lambda item: not item.path.name.startswith(CHAIN))   # stable: file order kept
