@@ -58,11 +58,14 @@ def pytest_configure(config):
 CHAIN = ("test_notebook_", "test_pack.py")
 
 
+def in_chain(item) -> bool:
+    return item.path.name.startswith(CHAIN)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     for item in items:
-        chained = item.path.name.startswith(CHAIN)
-        item.add_marker(pytest.mark.xdist_group("notebook-chain" if chained else item.path.name))
-    items.sort(key=lambda item: not item.path.name.startswith(CHAIN))   # stable: file order kept
+        item.add_marker(pytest.mark.xdist_group("notebook-chain" if in_chain(item) else item.path.name))
+    items.sort(key=lambda item: not in_chain(item))        # stable: the file order is kept
