@@ -5,6 +5,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mimo_lite.tasks.sandbox import SANDBOX_UID_BASE, WORKERS, Limits, containment, run_tests
+from mimo_lite.tasks import sandbox
+from mimo_lite.tasks.sandbox import SANDBOX_UIDS, WORKERS, Limits, containment, run_tests
 
 FAST = Limits(cpu_s=1, wall_s=2.0, memory_mb=256, output_kb=64)
 RETURNS_FOUR = {"code": "assert f() == 4"}
@@ -24,25 +26,30 @@ def run_one(program: str, test: dict = RETURNS_FOUR, limits: Limits = FAST):
     return result
 
 
-def sandbox_processes() -> list[int]:
-    """Processes still running under a worker slot's uid (only meaningful when run as root)."""
-    uids = {str(SANDBOX_UID_BASE + slot) for slot in range(WORKERS)}
-    found = []
+def sandboxed() -> dict[int, tuple[int, int]]:
+    """Processes running under a sandbox uid (only when run as root): pid -> (uid, parent pid)."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/status") as status:
-                uid_line = next(line for line in status if line.startswith("Uid:"))
-        except (OSError, StopIteration):
+                fields = dict(line.split(":", 1) for line in status)
+        except (OSError, ValueError):
             continue
-        if uid_line.split()[1] in uids:
-            found.append(int(pid))
+        uid, parent = int(fields["Uid"].split()[0]), int(fields["PPid"])
+        if uid in SANDBOX_UIDS:
+            found[int(pid)] = (uid, parent)
     return found
+
+
+def sandbox_processes() -> list[int]:
+    """Processes still running under a sandbox uid (only meaningful when run as root)."""
+    return sorted(sandboxed())
 
 
 def lasting(find) -> list:
     """What `find()` still returns once every program that another test process may be running
     has reached its time limit (pytest-xdist runs the notebooks beside this module, and their
-    sandboxes share the slots' uids and the temporary folder): the default wall limit and 2 s."""
+    sandboxes use the same range of uids and temporary folder): the default wall limit and 2 s."""
     deadline = time.monotonic() + Limits().wall_s + 2
     found = find()
     while found and time.monotonic() < deadline:
@@ -90,6 +97,67 @@ def test_fork_bomb_cannot_fork_and_leaves_nothing_behind():
     assert threads.status == "runtime_error"
     if os.getuid() == 0:
         assert lasting(sandbox_processes) == []
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the sandbox switches uids only when run as root")
+def test_two_kit_processes_never_run_sandboxes_under_one_uid(tmp_path):
+    """Two processes grading at once (two pytest workers, `make run`'s concurrent runs) run each
+    sandbox under a uid that no sandbox of the other holds at that moment: watched in /proc."""
+    go = tmp_path / "go"
+    grade = ("import os, sys, time\nfrom mimo_lite.tasks.sandbox import WORKERS, Limits, run_tests\n"
+             "open(sys.argv[1], 'w').close()\n"                   # imported: ready
+             f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.01)\n"
+             "run_tests('import time\\ntime.sleep(0.5)\\n', [{'input': '', 'output': ''}] * "
+             "(3 * WORKERS), Limits(wall_s=4.0))\n")
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    kits = [subprocess.Popen([sys.executable, "-c", grade, str(path)]) for path in ready]
+    both_seen, shared = 0, []
+    try:
+        deadline = time.monotonic() + 120
+        while not all(path.exists() for path in ready) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        go.touch()                                   # both start grading together
+        while any(kit.poll() is None for kit in kits):
+            running = sandboxed()
+            owners = {}                              # uid -> the kit processes running it
+            for uid, parent in running.values():
+                if parent in running:                # a test program's judge: its solution's
+                    parent = running[parent][1]
+                owners.setdefault(uid, set()).add(parent)
+            kit_pids = {kit.pid for kit in kits}
+            both_seen += kit_pids <= set().union(*owners.values())
+            shared += [uid for uid, who in owners.items() if len(who & kit_pids) > 1]
+            time.sleep(0.01)
+    finally:
+        for kit in kits:
+            kit.kill()
+            kit.wait()
+    assert [kit.returncode for kit in kits] == [0, 0]
+    assert both_seen >= 3, "the two processes' sandboxes never ran at the same time: no check"
+    assert shared == [], f"uids held by sandboxes of both processes at once: {sorted(set(shared))}"
+
+
+def test_uids_that_an_account_has_are_never_used(monkeypatch):
+    def getpwuid(uid):
+        if uid in (64001, 64003):
+            return ("some-service", "x", uid)
+        raise KeyError(uid)
+    monkeypatch.setattr(sandbox.pwd, "getpwuid", getpwuid)
+    uids = sandbox._unassigned_uids.__wrapped__()
+    assert uids[:3] == (64000, 64002, 64004) and len(uids) == len(SANDBOX_UIDS) - 2
+
+
+def test_a_lock_folder_that_others_may_open_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "uids"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)                              # anyone could take or fake a uid's lock
+    monkeypatch.setattr(sandbox, "UID_LOCKS", folder)
+    with pytest.raises(RuntimeError, match="no one else may open; it is not: remove it"):
+        sandbox._uid_lock_folder()
+    folder.rmdir()
+    folder.symlink_to(tmp_path)                      # a link, even to a good folder
+    with pytest.raises(RuntimeError, match="remove it"):
+        sandbox._uid_lock_folder()
 
 
 def test_memory_bomb_is_a_memory_limit():

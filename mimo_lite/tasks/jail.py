@@ -7,7 +7,8 @@ session of its own, with an empty environment, inside a private working director
   2. keeps the standard library importable through open directory descriptors, because the
      interpreter may live where the sandbox user cannot enter (a home directory, say);
   3. leaves the network: a new network namespace holds only a loopback device that is down;
-  4. drops root, when started as root: the worker slot's own uid, no groups, no capabilities;
+  4. drops root, when started as root: a uid of its own (no other sandbox holds it), no groups,
+     no capabilities;
   5. sets resource limits: CPU seconds, address space, file size (this caps stdout too: it is a
      file), open files, and processes (1: the solution cannot fork or start threads);
   6. confines it with Landlock: read the standard library, read and write the working directory,

@@ -23,7 +23,8 @@ Each test runs in a new process (`jail.py` sets it up; read it for the layers) w
   - an empty environment, `python -I -S`, and a private temporary working directory;
   - no network (a new network namespace; TCP is also refused by Landlock);
   - file access limited by Landlock to reading the standard library and using its own directory,
-    and, when the kit runs as root, an unprivileged uid of its own per worker slot.
+    and, when the kit runs as root, an unprivileged uid that no other sandbox on the machine
+    holds while it runs (whichever kit process started it: a lock file per uid).
 Not contained: system calls are not filtered (no seccomp); disk use inside the working directory
 is bounded per file, not in total; a named unix socket that the sandbox's uid may write to (a
 world-writable one) can be connected to; and where the kernel lacks user namespaces or a recent
@@ -35,27 +36,32 @@ from __future__ import annotations
 import ast
 import builtins
 import errno
+import fcntl
 import functools
 import marshal
 import operator
 import os
+import pwd
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 
 JAIL = (Path(__file__).parent / "jail.py").read_text()
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory_limit", "output_limit")
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-SANDBOX_UID_BASE = 64000        # as root, worker slot i runs as uid 64000 + i: keep them free of accounts
+SANDBOX_UIDS = range(64000, 64256)   # as root, each running sandbox holds one that no account has
+UID_LOCKS = Path("/tmp/mimo-lite-sandbox-uids")   # root's, a lock per uid; a fixed path, not
+                                                  # $TMPDIR: every kit process finds the same locks
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
            ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
@@ -184,22 +190,72 @@ def containment() -> tuple[str, ...]:
 
 # ---- one test in one process --------------------------------------------------------------
 
-_SLOTS: Queue = Queue()
-for _slot in range(WORKERS):
-    _SLOTS.put(_slot)
+_SLOTS = threading.BoundedSemaphore(WORKERS)
 
 
 def _run_in_slot(program: str, check: Check, limits: Limits):
-    """At most WORKERS sandboxes run at once, however many callers: each takes a slot (a uid)."""
-    slot = _SLOTS.get()
+    """At most WORKERS sandboxes of this process run at once, however many callers; as root each
+    runs under a uid of its own (`_claim_uid`)."""
+    with _SLOTS, _claim_uid() as uid:
+        return _execute(program, check, limits, uid)
+
+
+@contextmanager
+def _claim_uid():
+    """As root: a uid of SANDBOX_UIDS that no other sandbox on the machine holds until this one is
+    over, whichever process runs it (two pytest workers, `make run`'s concurrent notebooks' runs).
+    Sharing a uid would let one sandbox signal the other where Landlock does not scope signals
+    (`os.kill(-1, 9)`), and count the other's processes against its RLIMIT_NPROC. The claim is an
+    exclusive flock on the uid's file in UID_LOCKS, released when the file is closed or the
+    process dies, so no claim outlives its owner. Not root: no uid switch, None."""
+    if os.getuid() != 0:
+        yield None
+        return
+    folder, uids = _uid_lock_folder(), _unassigned_uids()
+    if not uids:
+        raise RuntimeError(f"Every uid the sandbox may run as (SANDBOX_UIDS, {SANDBOX_UIDS.start}-"
+                           f"{SANDBOX_UIDS.stop - 1}) belongs to an account here: move those "
+                           f"accounts or run the kit as a user other than root.")
+    while True:
+        for uid in uids:
+            fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield uid
+            finally:
+                os.close(fd)
+            return
+        time.sleep(0.05)                   # every uid is running a sandbox: wait for one
+
+
+@functools.cache
+def _unassigned_uids() -> tuple[int, ...]:
+    """SANDBOX_UIDS less those an account of this machine has (a package's system user may)."""
+    def assigned(uid):
+        try:
+            return pwd.getpwuid(uid) is not None
+        except KeyError:
+            return False
+    return tuple(uid for uid in SANDBOX_UIDS if not assigned(uid))
+
+
+def _uid_lock_folder() -> Path:
     try:
-        return _execute(program, check, limits, slot)
-    finally:
-        _SLOTS.put(slot)
+        UID_LOCKS.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = UID_LOCKS.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:   # a link: no
+        raise RuntimeError(f"{UID_LOCKS} holds the sandbox's uid locks, so it must be a folder of "
+                           f"root's that no one else may open; it is not: remove it and run again.")
+    return UID_LOCKS
 
 
-def _execute(program: str, check: Check, limits: Limits, slot: int):
-    uid = SANDBOX_UID_BASE + slot if os.getuid() == 0 else None
+def _execute(program: str, check: Check, limits: Limits, uid: int | None):
     workdir = tempfile.mkdtemp(prefix="mimo-sandbox-")
     if uid is not None:
         os.chown(workdir, uid, uid)
