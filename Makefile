@@ -20,7 +20,7 @@ run: setup
 	$(PY) -m mimo_lite.cli notebooks --profile $(PROFILE)
 
 test: setup
-	$(PY) -m pytest -n auto --dist loadgroup --no-loadscope-reorder tests
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder tests
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

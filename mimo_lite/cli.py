@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
     p.add_argument("--resume", action="store_true",
                    help="skip the notebooks that finished in an earlier call (go on where it stopped)")
+    p.add_argument("--notebooks", default=None, metavar="DIR",
+                   help="the folder of notebooks to run (default: the checkout's notebooks/)")
     p = sub.add_parser("pretrain", parents=[settings], help="three-stage pre-training (resumes a killed run)")
     p.add_argument("--config", default="toy", help="a profile name or a profile YAML file")
     p.add_argument("--runs", default=None, help="root of the runs/ folder")
@@ -211,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         overrides = parse_settings(getattr(args, "set", None))
         if args.command == "notebooks":
-            run_notebooks(args.profile, args.only, args.runs, overrides=overrides, resume=args.resume)
+            run_notebooks(args.profile, args.only, args.runs, args.notebooks, overrides=overrides,
+                          resume=args.resume)
         elif args.command == "pretrain":
             from .train import parallel
             from .train.pretrain import ensure_base_model, run_control

@@ -99,12 +99,20 @@ def machine() -> str:
 
 
 def note_run_time(folder: Path, name: str, profile: str, wall_s: float) -> None:
-    """Add one notebook's wall time to `folder/run_times.json` (what `mimo-lite notebooks` ran)."""
+    """Add one notebook's wall time to `folder/run_times.json` (what `mimo-lite notebooks` ran).
+    Two runs of `mimo-lite notebooks` may share the folder: the folder is locked meanwhile."""
+    import fcntl                                # POSIX: imported here, where it is needed
+
     path = Path(folder) / "run_times.json"
-    times = json.loads(path.read_text()) if path.exists() else {}
-    times[name] = dict(wall_s=round(wall_s, 1), profile=profile, machine=machine(),
-                       finished=time.strftime("%Y-%m-%d %H:%M"))
-    write_json(path, times)
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # released when closed
+        times = json.loads(path.read_text()) if path.exists() else {}
+        times[name] = dict(wall_s=round(wall_s, 1), profile=profile, machine=machine(),
+                           finished=time.strftime("%Y-%m-%d %H:%M"))
+        write_json(path, times)
+    finally:
+        os.close(lock)
 
 
 def record_run_times(profile: str, runs_root: str | Path | None = None, how: str = "",

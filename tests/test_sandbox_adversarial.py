@@ -142,7 +142,7 @@ def test_uids_that_an_account_has_are_never_used(monkeypatch):
         if uid in (64001, 64003):
             return ("some-service", "x", uid)
         raise KeyError(uid)
-    monkeypatch.setattr(sandbox.pwd, "getpwuid", getpwuid)
+    monkeypatch.setattr("pwd.getpwuid", getpwuid)
     uids = sandbox._unassigned_uids.__wrapped__()
     assert uids[:3] == (64000, 64002, 64004) and len(uids) == len(SANDBOX_UIDS) - 2
 

@@ -36,12 +36,10 @@ from __future__ import annotations
 import ast
 import builtins
 import errno
-import fcntl
 import functools
 import marshal
 import operator
 import os
-import pwd
 import select
 import shutil
 import signal
@@ -211,6 +209,7 @@ def _claim_uid():
     if os.getuid() != 0:
         yield None
         return
+    import fcntl                                    # POSIX, as root only: imported here
     folder, uids = _uid_lock_folder(), _unassigned_uids()
     if not uids:
         raise RuntimeError(f"Every uid the sandbox may run as (SANDBOX_UIDS, {SANDBOX_UIDS.start}-"
@@ -235,6 +234,8 @@ def _claim_uid():
 @functools.cache
 def _unassigned_uids() -> tuple[int, ...]:
     """SANDBOX_UIDS less those an account of this machine has (a package's system user may)."""
+    import pwd
+
     def assigned(uid):
         try:
             return pwd.getpwuid(uid) is not None
