@@ -60,14 +60,14 @@ def pytest_configure(config):
 CHAIN = ("test_notebook_", "test_pack.py")
 
 
-def in_chain(item) -> bool:
-    return item.path.name.startswith(CHAIN)
+def in_chain(path) -> bool:
+    return Path(path).name.startswith(CHAIN)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: not in_chain(item))    # stable: the file order is kept
+        items.sort(key=lambda item: not in_chain(item.path))    # stable: the file order is kept
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -81,6 +81,6 @@ def pytest_xdist_make_scheduler(config, log):
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return "notebook-chain" if Path(module).name.startswith(CHAIN) else module
+            return "notebook-chain" if in_chain(module) else module
 
     return ChainAndModules(config, log)

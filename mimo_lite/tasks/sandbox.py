@@ -201,7 +201,7 @@ def _run_in_slot(program: str, check: Check, limits: Limits):
 @contextmanager
 def _claim_uid():
     """As root: a uid of SANDBOX_UIDS that no other sandbox on the machine holds until this one is
-    over, whichever process runs it (two pytest workers, `make run`'s concurrent notebooks' runs).
+    over, whichever process runs it (two pytest workers, the worker processes of a `Jobs` pool).
     Sharing a uid would let one sandbox signal the other where Landlock does not scope signals
     (`os.kill(-1, 9)`), and count the other's processes against its RLIMIT_NPROC. The claim is an
     exclusive flock on the uid's file in UID_LOCKS, released when the file is closed or the
@@ -249,8 +249,8 @@ def _uid_lock_folder() -> Path:
         UID_LOCKS.mkdir(mode=0o700)
     except FileExistsError:
         pass
-    info = UID_LOCKS.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:   # a link: no
+    info = UID_LOCKS.lstat()                       # a link is not a folder here
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
         raise RuntimeError(f"{UID_LOCKS} holds the sandbox's uid locks, so it must be a folder of "
                            f"root's that no one else may open; it is not: remove it and run again.")
     return UID_LOCKS
