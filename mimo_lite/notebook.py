@@ -19,7 +19,7 @@ import platform
 import time
 from pathlib import Path
 
-from .artifacts import runs_dir, write_json
+from .artifacts import claim, runs_dir, write_json
 from .profile import Profile, load_profile
 
 
@@ -100,19 +100,13 @@ def machine() -> str:
 
 def note_run_time(folder: Path, name: str, profile: str, wall_s: float) -> None:
     """Add one notebook's wall time to `folder/run_times.json` (what `mimo-lite notebooks` ran).
-    Two runs of `mimo-lite notebooks` may share the folder: the folder is locked meanwhile."""
-    import fcntl                                # POSIX: imported here, where it is needed
-
+    Two runs of `mimo-lite notebooks` may share the folder: one at a time reads and rewrites it."""
     path = Path(folder) / "run_times.json"
-    lock = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)       # released when closed
+    with claim(Path(folder) / ".run_times.lock"):
         times = json.loads(path.read_text()) if path.exists() else {}
         times[name] = dict(wall_s=round(wall_s, 1), profile=profile, machine=machine(),
                            finished=time.strftime("%Y-%m-%d %H:%M"))
         write_json(path, times)
-    finally:
-        os.close(lock)
 
 
 def record_run_times(profile: str, runs_root: str | Path | None = None, how: str = "",

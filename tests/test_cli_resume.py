@@ -50,21 +50,20 @@ def test_the_notebooks_folder_is_chosen_on_the_command_line(tmp_path, capsys):
 
 
 def test_two_runs_sharing_a_folder_keep_both_run_times(tmp_path):
-    """`note_run_time` locks the folder while it reads and rewrites run_times.json."""
+    """`note_run_time` holds the folder's lock while it reads and rewrites run_times.json."""
     import fcntl
-    import os
     import threading
 
     from mimo_lite.notebook import note_run_time
 
     note_run_time(tmp_path, "00_first", "smoke", 1.0)
-    lock = os.open(tmp_path, os.O_RDONLY)
+    lock = open(tmp_path / ".run_times.lock", "a")
     fcntl.flock(lock, fcntl.LOCK_EX)                 # another run is writing
     second = threading.Thread(target=note_run_time, args=(tmp_path, "01_second", "smoke", 2.0))
     second.start()
     second.join(timeout=1.0)
     assert second.is_alive(), "wrote run_times.json while another run held the folder"
-    os.close(lock)
+    lock.close()
     second.join(timeout=10)
     times = json.loads((tmp_path / "run_times.json").read_text())
     assert {name: t["wall_s"] for name, t in times.items()} == {"00_first": 1.0, "01_second": 2.0}

@@ -101,8 +101,9 @@ def test_fork_bomb_cannot_fork_and_leaves_nothing_behind():
 
 @pytest.mark.skipif(os.getuid() != 0, reason="the sandbox switches uids only when run as root")
 def test_two_kit_processes_never_run_sandboxes_under_one_uid(tmp_path):
-    """Two processes grading at once (two pytest workers, `make run`'s concurrent runs) run each
-    sandbox under a uid that no sandbox of the other holds at that moment: watched in /proc."""
+    """Two processes grading at once (two pytest workers, the worker processes of a `Jobs` pool)
+    run each sandbox under a uid that no sandbox of the other holds at that moment: watched in
+    /proc."""
     go = tmp_path / "go"
     grade = ("import os, sys, time\nfrom mimo_lite.tasks.sandbox import WORKERS, Limits, run_tests\n"
              "open(sys.argv[1], 'w').close()\n"                   # imported: ready

@@ -205,7 +205,8 @@ def _claim_uid():
     Sharing a uid would let one sandbox signal the other where Landlock does not scope signals
     (`os.kill(-1, 9)`), and count the other's processes against its RLIMIT_NPROC. The claim is an
     exclusive flock on the uid's file in UID_LOCKS, released when the file is closed or the
-    process dies, so no claim outlives its owner. Not root: no uid switch, None."""
+    process dies, so no claim outlives its owner (not `artifacts.claim`: that waits for one lock
+    and is re-entrant within a process, where two threads need two uids). Not root: None."""
     if os.getuid() != 0:
         yield None
         return
