@@ -5,16 +5,19 @@ field, `num_nextn_predict_layers`, the number of multi-token-prediction (MTP) la
 official field names means the released `config.json` loads unchanged, and the main stack can be
 checked against transformers' own `Qwen2ForCausalLM`.
 
-transformers does not ship the model type "mimo": importing `mimo_lite` registers it, and a
-checkpoint folder names its classes in `auto_map`, as the released MiMo-7B does, so a process
-that never imports the kit (the lm-evaluation-harness CLI) loads it with `trust_remote_code=True`.
+transformers does not ship the model type "mimo": importing this module registers the config
+under it with AutoConfig, and importing `model.py` the model with AutoModelForCausalLM (both
+happen on `from mimo_lite import MiMoForCausalLM`, and in every module that builds, trains or
+runs one). A checkpoint folder also names its classes in `auto_map`, as the released MiMo-7B
+does, so a process that never imports the kit (the lm-evaluation-harness CLI) loads it with
+`trust_remote_code=True`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import Qwen2Config
+from transformers import AutoConfig, Qwen2Config
 
 # Written beside every saved config.json; `auto_map` names its classes. It imports them from the
 # installed kit, so a checkpoint folder carries no second copy of the model.
@@ -72,6 +75,9 @@ class MiMoConfig(Qwen2Config):
     def rope_theta(self, value: float) -> None:
         # Kept in `rope_parameters`, where transformers reads it; vLLM's config loader assigns it.
         self.rope_parameters = {**(self.__dict__.get("rope_parameters") or {}), "rope_theta": value}
+
+
+AutoConfig.register("mimo", MiMoConfig, exist_ok=True)
 
 
 def validate(config: MiMoConfig) -> None:

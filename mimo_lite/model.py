@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import ModelOutput
 
@@ -330,6 +330,9 @@ class MiMoForCausalLM(MiMoPreTrainedModel, GenerationMixin):
             h, normed = self.model.call_block(layer, h[:, :T], token_embeds, cos, sin, mask)   # (B, T, D)
             outputs.append(self.lm_head(normed))
         return tuple(outputs)
+
+
+AutoModelForCausalLM.register(MiMoConfig, MiMoForCausalLM, exist_ok=True)
 
 
 def shifted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, shift: int) -> torch.Tensor:

@@ -4,6 +4,7 @@ token-budget micro-batches (the same step as one big batch), and a reward pool t
 
 import copy
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,6 +135,18 @@ def reward_by_text(problem, text, scheme):
 def start_method(problem, text, scheme):
     import multiprocessing
     return float(multiprocessing.get_start_method() == "spawn")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the worker's mapped libraries in /proc")
+def test_a_reward_worker_never_loads_torch():
+    """A worker imports the verifier and the sandbox, never the model: at 7B a reward machine runs
+    one worker per CPU, and torch would cost each of them seconds to start and most of a GB."""
+    with RewardExecutor(1) as executor:
+        scored = executor.submit({"id": "sq", "domain": "math", "answer": "49"}, "</think> \\boxed{49}")
+        assert scored.result().reward == 1.0
+        [pid] = executor.pool._processes
+        libraries = Path(f"/proc/{pid}/maps").read_text()
+    assert "libtorch" not in libraries and "python" in libraries
 
 
 def test_the_reward_pool_spawns_its_workers():

@@ -9,9 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, DynamicCache
 
-import mimo_lite  # noqa: F401  (registers the Auto classes)
 from mimo_lite.config import MiMoConfig, preset
-from mimo_lite.model import MiMoForCausalLM, qwen2_twin
+from mimo_lite.model import MiMoForCausalLM, qwen2_twin   # registers the Auto classes
 
 HERE = Path(__file__).parent
 def random_model(seed=0, **overrides) -> MiMoForCausalLM:
@@ -127,7 +126,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     with torch.no_grad():
         out = model(ids, return_mtp=True)
     script = f"""
-import torch, mimo_lite
+import torch, mimo_lite.model   # registers the Auto classes
 from transformers import AutoConfig, AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'ckpt')!r}).eval()
 assert type(model).__name__ == "MiMoForCausalLM"

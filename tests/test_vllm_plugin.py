@@ -32,6 +32,16 @@ def test_importing_the_kit_imports_neither_vllm_nor_ray():
     assert out.strip() == "[]"
 
 
+def test_the_plugin_module_alone_registers_the_model_type():
+    """What a vLLM process does: import the entry point's module, then read a "mimo" config."""
+    script = ("import mimo_lite.rl.vllm_plugin\n"
+              "from transformers import AutoConfig\n"
+              "print(type(AutoConfig.for_model('mimo')).__name__)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "MiMoConfig"
+
+
 def test_without_vllm_register_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)         # `import vllm` now fails, as when absent
     with pytest.raises(ImportError, match="make scaled-env"):

@@ -67,11 +67,13 @@ class RewardExecutor:
         # spawn, never fork: a fork copies the trainer's CUDA context and torch's thread pools, which
         # the child cannot use (CUDA refuses a forked child; a lock held by another thread stays
         # held). A spawned worker starts clean and imports the kit itself, so `score_fn` must be
-        # importable: a module-level function, not a lambda or a notebook cell's function.
+        # importable: a module-level function, not a lambda or a notebook cell's function. The
+        # default one imports the verifier and the sandbox, never torch (`mimo_lite/__init__.py`).
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=exit_with_parent)
-        # Start the workers now (each imports the kit: seconds), not at the first answer, so that
-        # the reward latency a run measures (notebook 09) is the verifier's, not a process start's.
+        # Start the workers now (each imports Math-Verify and SymPy: under a second), not at the
+        # first answer, so that the reward latency a run measures (notebook 09) is the verifier's,
+        # not a process start's.
         for started in [pool.submit(_ready) for _ in range(self.workers)]:
             started.result()
         return pool

@@ -4,9 +4,9 @@ vLLM runs its engine and GPU workers in processes of its own, and calls every fu
 under the entry-point group `vllm.general_plugins` in each of them (pyproject.toml declares
 `mimo_lite = "mimo_lite.rl.vllm_plugin:register"`). Two things must be known there:
   - the config: the kit's checkpoints say `model_type: "mimo"`, which transformers does not ship;
-    importing this module imports the `mimo_lite` package first, whose `__init__` registers
-    `MiMoConfig` under that name with transformers' AutoConfig, so vLLM reads the exported
-    `config.json` without `trust_remote_code` (no `configuration_mimo.py` is needed beside it);
+    importing this module imports the kit's `config.py`, which registers `MiMoConfig` under that
+    name with transformers' AutoConfig, so vLLM reads the exported `config.json` without
+    `trust_remote_code` (no `configuration_mimo.py` is needed beside it);
   - the architecture: `architectures: ["MiMoForCausalLM"]` (written by `export_hf`) names vLLM's
     own MiMo model, a Qwen2 stack that skips the `model.mtp_layers.*` weights, and
     `MiMoMTPModel` its MTP draft for speculative decoding. Both ship with vLLM (0.33.0, pinned in
@@ -16,6 +16,8 @@ Nothing here imports vLLM until vLLM itself calls `register`.
 """
 
 from __future__ import annotations
+
+from .. import config  # noqa: F401  (registers model_type "mimo" with AutoConfig)
 
 # checkpoint architecture -> vLLM's class, "module:class" (imported lazily by vLLM, after CUDA is set up)
 VLLM_MODELS = {

@@ -293,7 +293,7 @@ def export_hf(checkpoint_dir: Path, out_dir: Path) -> Path:
     config the one the checkpoint was written with. The optimiser state is never read.
 
         export_hf("runs/pretrain_7b/pretrain/checkpoints/step-00001000", "runs/pretrain_7b/export")
-        AutoModelForCausalLM.from_pretrained("runs/pretrain_7b/export")
+        AutoModelForCausalLM.from_pretrained("runs/pretrain_7b/export", trust_remote_code=True)
     """
     from ..config import MiMoConfig
     from ..model import MiMoForCausalLM

@@ -3,7 +3,8 @@
 Glue between the data pipeline (notebooks 01 and 02: stage samplers and held-out splits), the
 tokenizer (notebook 02) and the loop (`loop.train`). The run lives in `runs/<profile>/pretrain/` (metrics,
 checkpoints: a killed run resumes), the result in `runs/<profile>/base/`, a transformers
-checkpoint with its tokenizer: `AutoModelForCausalLM.from_pretrained("runs/toy/base")`.
+checkpoint with its tokenizer: `MiMoForCausalLM.from_pretrained("runs/toy/base")`, or
+`AutoModelForCausalLM.from_pretrained("runs/toy/base", trust_remote_code=True)`.
 """
 
 from __future__ import annotations
