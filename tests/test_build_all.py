@@ -136,3 +136,23 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
         pass
     with claim(lock):                                 # and released afterwards
         pass
+
+
+def test_a_wait_for_a_lock_is_announced_only_when_it_outlasts_a_check(tmp_path, capsys, monkeypatch):
+    import threading
+    import time
+
+    from mimo_lite import artifacts
+
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(artifacts, "SAY_WAIT_AFTER_S", 0.5)
+    lock = tmp_path / ".x.lock"
+    for hold_s, lines in ((0.1, 0), (1.5, 1)):       # a check's moment: silent; a build's wait: one line
+        other = open(lock, "a")                       # another holder: flock conflicts between open files
+        fcntl.flock(other, fcntl.LOCK_EX)
+        threading.Timer(hold_s, other.close).start()  # closing releases it
+        t0 = time.monotonic()
+        with artifacts.claim(lock):
+            waited = time.monotonic() - t0
+        assert waited >= 0.9 * hold_s
+        assert capsys.readouterr().out.count("[mimo-lite] waiting for another process") == lines
